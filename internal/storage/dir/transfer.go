@@ -1,0 +1,132 @@
+package dir
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/finvirt/finvirt/internal/revert"
+	"github.com/finvirt/finvirt/internal/storage"
+	"github.com/finvirt/finvirt/internal/storage/diskimage"
+	"github.com/finvirt/finvirt/internal/storage/fsutil"
+	"github.com/finvirt/finvirt/internal/storage/qemuimg"
+)
+
+// ExportVolumeFile converts the volume (its whole chain, decrypted) to a standalone image at
+// path, built under a temporary name beside it and renamed into place.
+func (p *Pool) ExportVolumeFile(ctx context.Context, name string, format storage.Format, path string, progress storage.ProgressFunc) error {
+	if _, err := storage.ParseFormat(string(format)); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	m, err := p.load(name)
+	if err != nil {
+		p.mu.Unlock()
+		return err
+	}
+	vols, err := p.loadAll()
+	if err != nil {
+		p.mu.Unlock()
+		return err
+	}
+	key, err := p.volumeKey(m)
+	if err != nil {
+		p.mu.Unlock()
+		return err
+	}
+	a := p.access(m, buildIndex(vols), m.Active, key)
+	p.mu.Unlock()
+	// The layers exported are not changed by other operations except restore/delete; holding
+	// the lock for a long copy would block the pool, so the daemon serialises per volume.
+	tmp := fsutil.TempName(filepath.Dir(path), "export")
+	err = qemuimg.Convert(ctx, qemuimg.ConvertOpts{Src: toolImage(a), Dst: tmp, DstFormat: string(format), Progress: progress})
+	if err != nil {
+		os.Remove(tmp)
+		return storage.Wrap(storage.ErrInvalid, objName("volume", name), err, "check free space at "+filepath.Dir(path), "export failed")
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return storage.Wrap(storage.ErrInvalid, objName("volume", name), err, "", "cannot place export at %s", path)
+	}
+	return nil
+}
+
+// ExportVolume exports to a temporary file in the pool, then streams it to w.
+func (p *Pool) ExportVolume(ctx context.Context, name string, format storage.Format, w io.Writer, progress storage.ProgressFunc) error {
+	tmp := fsutil.TempName(p.cfg.Path, "export") + "." + string(format)
+	defer os.Remove(tmp)
+	if err := p.ExportVolumeFile(ctx, name, format, tmp, progress); err != nil {
+		return err
+	}
+	f, err := os.Open(tmp)
+	if err != nil {
+		return storage.Wrap(storage.ErrInvalid, objName("volume", name), err, "", "cannot read export")
+	}
+	defer f.Close()
+	if _, err := io.Copy(w, f); err != nil {
+		return storage.Wrap(storage.ErrInvalid, objName("volume", name), err, "", "cannot write export")
+	}
+	return nil
+}
+
+// ImportVolume validates the image, converts it into a new qcow2 layer under a temporary name,
+// renames it into place and only then writes the volume metadata.
+func (p *Pool) ImportVolume(ctx context.Context, path, name string, opts storage.ImportOpts) (storage.Volume, error) {
+	if err := storage.ValidateName("volume", name); err != nil {
+		return storage.Volume{}, err
+	}
+	if err := p.checkOpts(name, &opts.VolumeOpts); err != nil {
+		return storage.Volume{}, err
+	}
+	p.mu.Lock()
+	err := p.checkFree(name)
+	p.mu.Unlock()
+	if err != nil {
+		return storage.Volume{}, err
+	}
+	img, err := diskimage.Probe(ctx, path, opts.SourceFormat)
+	if err != nil {
+		return storage.Volume{}, err
+	}
+	size := (img.VirtualSize + 511) &^ 511
+	if err := storage.ValidateSize(name, size); err != nil {
+		return storage.Volume{}, err
+	}
+	m, key, err := p.newMeta(name, size, opts.VolumeOpts)
+	if err != nil {
+		return storage.Volume{}, err
+	}
+	r := revert.New()
+	defer r.Fail()
+	tmp := fsutil.TempName(p.layerDir(), "import")
+	r.Add(func() { os.Remove(tmp) })
+	co := qemuimg.ConvertOpts{Src: img.Source(), Dst: tmp, DstFormat: "qcow2", Progress: opts.Progress,
+		IterTimeMs: p.cfg.LUKSIterTimeMs, DstOptions: []string{"cluster_size=65536"}}
+	if m.Encrypted {
+		a := storage.Access{Pool: p.cfg.Name, Volume: name, Key: key}
+		co.DstSecret, co.DstSecretID = a.SecretObjectArg(), a.SecretID()
+	}
+	if err := qemuimg.Convert(ctx, co); err != nil {
+		return storage.Volume{}, storage.Wrap(storage.ErrInvalid, objName("image", path), err, "check the image and free space", "conversion failed")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.checkFree(name); err != nil { // taken while converting
+		return storage.Volume{}, err
+	}
+	id := fsutil.RandomID(8)
+	if err := os.Rename(tmp, p.layerPath(id)); err != nil {
+		return storage.Volume{}, storage.Wrap(storage.ErrInvalid, objName("volume", name), err, "", "cannot place imported layer")
+	}
+	r.Add(func() { os.Remove(p.layerPath(id)) })
+	m.Active = id
+	m.Layers[id] = layerMeta{}
+	m.CreatedAt = time.Now().UTC()
+	if err := p.save(m); err != nil {
+		return storage.Volume{}, err
+	}
+	r.Success()
+	return describe(m, p.allocated(m)), nil
+}
