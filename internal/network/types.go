@@ -18,16 +18,16 @@ type Network struct {
 	Project string `json:"project,omitempty" yaml:"project,omitempty"`
 	Driver  string `json:"driver" yaml:"driver"` // "bridge" or "vxlan"
 	// Subnet is the IPv4 CIDR (required), Subnet6 an optional IPv6 CIDR.
-	Subnet   string `json:"subnet" yaml:"subnet"`
-	Subnet6  string `json:"subnet6,omitempty" yaml:"subnet6,omitempty"`
-	Gateway  string `json:"gateway,omitempty" yaml:"gateway,omitempty"` // default: first host of Subnet
-	Gateway6 string `json:"gateway6,omitempty" yaml:"gateway6,omitempty"`
+	Subnet   string     `json:"subnet" yaml:"subnet"`
+	Subnet6  string     `json:"subnet6,omitempty" yaml:"subnet6,omitempty"`
+	Gateway  string     `json:"gateway,omitempty" yaml:"gateway,omitempty"` // default: first host of Subnet
+	Gateway6 string     `json:"gateway6,omitempty" yaml:"gateway6,omitempty"`
 	DHCP     DHCPConfig `json:"dhcp" yaml:"dhcp"`
 	// NAT masquerades the subnet towards the uplink (default: the device of the default route).
-	NAT    bool   `json:"nat,omitempty" yaml:"nat,omitempty"`
-	Uplink string `json:"uplink,omitempty" yaml:"uplink,omitempty"`
+	NAT    bool         `json:"nat,omitempty" yaml:"nat,omitempty"`
+	Uplink string       `json:"uplink,omitempty" yaml:"uplink,omitempty"`
 	VXLAN  *VXLANConfig `json:"vxlan,omitempty" yaml:"vxlan,omitempty"`
-	MTU    int    `json:"mtu,omitempty" yaml:"mtu,omitempty"`
+	MTU    int          `json:"mtu,omitempty" yaml:"mtu,omitempty"`
 	// Bridge overrides the generated bridge name (at most 15 bytes).
 	Bridge string `json:"bridge,omitempty" yaml:"bridge,omitempty"`
 }
@@ -124,9 +124,9 @@ type ResolvedNetwork struct {
 // ResolvedNIC is an attached NIC with its final MAC, address and host device.
 type ResolvedNIC struct {
 	NIC
-	HWAddr  net.HardwareAddr
-	Addr    netip.Addr
-	Addr6   netip.Addr
-	Device  string // tap or host link on the bridge
-	Bridge  string
+	HWAddr net.HardwareAddr
+	Addr   netip.Addr
+	Addr6  netip.Addr
+	Device string // tap or host link on the bridge
+	Bridge string
 }

@@ -186,7 +186,7 @@ func (d *Driver) Uplink(n network.ResolvedNetwork) (string, error) {
 	return l.Attrs().Name, nil
 }
 
-// Delete removes the taps this driver created on the bridge and the bridge; host links
+// Delete removes the taps (and vxlan device) on the bridge and the bridge; host links
 // (given veth ends) are only released.
 func (d *Driver) Delete(ctx context.Context, n network.ResolvedNetwork) error {
 	h, err := d.Env.NS.Netlink()
@@ -205,7 +205,9 @@ func (d *Driver) Delete(ctx context.Context, n network.ResolvedNetwork) error {
 		return err
 	}
 	for _, l := range links {
-		if l.Attrs().MasterIndex == br.Attrs().Index && strings.HasPrefix(l.Attrs().Name, d.Env.LinkPrefix+"t") {
+		name := l.Attrs().Name
+		// Created taps and the vxlan device go with the bridge; foreign ports stay.
+		if l.Attrs().MasterIndex == br.Attrs().Index && (strings.HasPrefix(name, d.Env.LinkPrefix+"t") || strings.HasPrefix(name, d.Env.LinkPrefix+"vx")) {
 			if err := h.LinkDel(l); err != nil && !notFound(err) {
 				return fmt.Errorf("network %q: delete tap %s: %w", n.Name, l.Attrs().Name, err)
 			}

@@ -432,4 +432,3 @@ func driverBadInput(cfg Config, h *Host) []struct {
 		{"vni too big", mk(1 << 24), "out of range"},
 	}
 }
-
