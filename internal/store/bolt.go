@@ -221,9 +221,19 @@ func (s *Bolt) Update(ctx context.Context, fn func(Tx) error) error {
 }
 
 type boltTx struct {
-	b      *bolt.Bucket
-	rev    int64
-	events []Event
+	b        *bolt.Bucket
+	rev      int64
+	events   []Event
+	readOnly bool
+}
+
+var errReadOnly = fmt.Errorf("write in a read-only view")
+
+// View implements Store.
+func (s *Bolt) View(ctx context.Context, fn func(Tx) error) error {
+	return s.view(func(btx *bolt.Tx) error {
+		return fn(&boltTx{b: btx.Bucket(bucketKV), rev: s.rev.Load(), readOnly: true})
+	})
 }
 
 func (t *boltTx) Rev() int64 { return t.rev }
@@ -241,6 +251,9 @@ func (t *boltTx) List(prefix string) ([]Entry, error) { return listBucket(t.b, p
 func (t *boltTx) Count(prefix string) (int, error) { return countBucket(t.b, prefix), nil }
 
 func (t *boltTx) put(key string, value []byte, createRev int64) error {
+	if t.readOnly {
+		return errReadOnly
+	}
 	if key == "" {
 		return fmt.Errorf("empty key")
 	}
@@ -289,6 +302,9 @@ func (t *boltTx) CompareAndSwap(key string, value []byte, expectRev int64) error
 }
 
 func (t *boltTx) Delete(key string) error {
+	if t.readOnly {
+		return errReadOnly
+	}
 	if t.b.Get([]byte(key)) == nil {
 		return fmt.Errorf("%s: %w", key, ErrNotFound)
 	}

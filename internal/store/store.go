@@ -70,6 +70,8 @@ type Store interface {
 	// do when fn returns an error. fn may be run more than once (it must not have side
 	// effects outside the transaction), as with etcd's STM.
 	Update(ctx context.Context, fn func(Tx) error) error
+	// View runs fn in a read-only, consistent snapshot (writes fail).
+	View(ctx context.Context, fn func(Tx) error) error
 	// Watch streams the changes to keys under prefix made after the call. The channel is
 	// closed when ctx ends or the watcher falls too far behind.
 	Watch(ctx context.Context, prefix string) <-chan Event

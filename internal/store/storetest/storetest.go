@@ -171,6 +171,25 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, reopen func(t *testi
 			}
 		}
 	})
+	t.Run("ViewIsReadOnlySnapshot", func(t *testing.T) {
+		s := open(t)
+		mustUpdate(t, s, func(tx store.Tx) error { return tx.Put("v/1", []byte("a")) })
+		err := s.View(ctx, func(tx store.Tx) error {
+			if e, err := tx.Get("v/1"); err != nil || string(e.Value) != "a" {
+				t.Errorf("View Get = %+v, %v", e, err)
+			}
+			if tx.Put("v/2", []byte("b")) == nil {
+				t.Error("Put inside View succeeded")
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Get(ctx, "v/2"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("write from View is visible: %v", err)
+		}
+	})
 	t.Run("Backup", func(t *testing.T) {
 		s := open(t)
 		mustUpdate(t, s, func(tx store.Tx) error { return tx.Put("b", []byte("v")) })
