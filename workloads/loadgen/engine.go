@@ -30,18 +30,18 @@ type Config struct {
 
 // Result is a finished run.
 type Result struct {
-	Mode      string        `json:"mode"` // "open" | "closed"
-	Rate      float64       `json:"target_rate,omitempty"`
-	Workers   int           `json:"workers"`
-	Elapsed   time.Duration `json:"elapsed_ns"`
-	Requests  uint64        `json:"requests"`
-	OK        uint64        `json:"ok"`
-	Errors    map[string]uint64
-	Late      uint64 `json:"late"`     // open loop: started after intended+LateAfter
-	MaxLag    time.Duration             // open loop: worst send lag behind schedule
-	Latency   *Histogram                // open: from intended send time; closed: from start
-	Service   *Histogram                // from actual send to completion
-	Unsent    uint64 `json:"unsent"` // scheduled but never started (drain timeout)
+	Mode     string        `json:"mode"` // "open" | "closed"
+	Rate     float64       `json:"target_rate,omitempty"`
+	Workers  int           `json:"workers"`
+	Elapsed  time.Duration `json:"elapsed_ns"`
+	Requests uint64        `json:"requests"`
+	OK       uint64        `json:"ok"`
+	Errors   map[string]uint64
+	Late     uint64        `json:"late"` // open loop: started after intended+LateAfter
+	MaxLag   time.Duration // open loop: worst send lag behind schedule
+	Latency  *Histogram    // open: from intended send time; closed: from start
+	Service  *Histogram    // from actual send to completion
+	Unsent   uint64        `json:"unsent"` // scheduled but never started (drain timeout)
 }
 
 // Throughput is completed requests per second.
