@@ -164,6 +164,7 @@ func (e *Engine) apply(c *Command, lsn uint64) error {
 		if res.Reject != book.RejectNone {
 			return fmt.Errorf("cancel of order %d rejected by book: %s", c.OrderID, res.Reject)
 		}
+		e.renameClient(r, c.NewClientID)
 	case CmdReplace:
 		if r = e.orders[c.OrderID]; r == nil {
 			return fmt.Errorf("replace of unknown order %d", c.OrderID)
@@ -173,10 +174,7 @@ func (e *Engine) apply(c *Command, lsn uint64) error {
 			return fmt.Errorf("replace of order %d rejected by book: %s", c.OrderID, res.Reject)
 		}
 		r.price, r.qty = c.Price, c.Qty
-		if c.NewClientID != "" {
-			r.origClientID, r.clientID = r.clientID, c.NewClientID
-			e.clientIDs[clientKey(r.origin, c.NewClientID)] = r.id
-		}
+		e.renameClient(r, c.NewClientID)
 		r.status = restingStatus(r.filled)
 		e.emit(r, ExecReplaced, 0, 0, false)
 	default:
@@ -222,6 +220,15 @@ func (e *Engine) apply(c *Command, lsn uint64) error {
 		e.evs = e.evs[:0]
 	}
 	return nil
+}
+
+// renameClient applies a FIX request's new ClOrdID; the old one stays
+// reserved so it can never name another order.
+func (e *Engine) renameClient(r *record, id string) {
+	if id != "" {
+		r.origClientID, r.clientID = r.clientID, id
+		e.clientIDs[clientKey(r.origin, id)] = r.id
+	}
 }
 
 func restingStatus(filled int64) book.Status {

@@ -34,7 +34,8 @@ type Command struct {
 	TIF      book.TIF
 	Price    int64
 	Qty      int64
-	// Replace: Price, Qty and an optional new client order id (FIX 11).
+	// Replace: Price, Qty. Cancel and replace: an optional new client order
+	// id (FIX ClOrdID of the request).
 	NewClientID string
 }
 
@@ -52,6 +53,8 @@ func (c *Command) Encode(dst []byte) []byte {
 		dst = append(dst, byte(c.Side), byte(c.Type), byte(c.TIF))
 		dst = binary.AppendVarint(dst, c.Price)
 		dst = binary.AppendVarint(dst, c.Qty)
+	case CmdCancel:
+		dst = appendString(dst, c.NewClientID)
 	case CmdReplace:
 		dst = binary.AppendVarint(dst, c.Price)
 		dst = binary.AppendVarint(dst, c.Qty)
@@ -148,6 +151,7 @@ func DecodeCommand(p []byte) (Command, error) {
 			return c, fmt.Errorf("command for order %d: side/type/tif out of range", c.OrderID)
 		}
 	case CmdCancel:
+		c.NewClientID = d.str()
 	case CmdReplace:
 		c.Price = d.varint()
 		c.Qty = d.varint()

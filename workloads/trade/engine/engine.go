@@ -264,15 +264,16 @@ func (e *Engine) open(id uint64) (*record, *Error) {
 
 // Cancel cancels an open order.
 func (e *Engine) Cancel(id uint64) (Order, error) {
-	o, lsn, err := e.CancelAsync(id)
+	o, lsn, err := e.CancelAsync(id, "", "")
 	if err != nil {
 		return o, err
 	}
 	return o, e.WaitDurable(lsn)
 }
 
-// CancelAsync is Cancel without waiting for durability.
-func (e *Engine) CancelAsync(id uint64) (Order, uint64, error) {
+// CancelAsync is Cancel without waiting for durability. newClientID (FIX
+// ClOrdID of the cancel request, optional) becomes the order's client id.
+func (e *Engine) CancelAsync(id uint64, newClientID, origin string) (Order, uint64, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	r, perr := e.open(id)
@@ -283,7 +284,11 @@ func (e *Engine) CancelAsync(id uint64) (Order, uint64, error) {
 		}
 		return o, 0, err
 	}
-	c := Command{Kind: CmdCancel, OrderID: id, TimeNano: e.cfg.Now().UnixNano(), Symbol: r.sym.name}
+	if perr := e.checkNewClientID(newClientID, origin); perr != nil {
+		o, err := e.reject(perr)
+		return o, 0, err
+	}
+	c := Command{Kind: CmdCancel, OrderID: id, TimeNano: e.cfg.Now().UnixNano(), Symbol: r.sym.name, NewClientID: newClientID}
 	lsn, err := e.journalAndApply(&c)
 	if err != nil {
 		return Order{}, 0, err
@@ -330,15 +335,9 @@ func (e *Engine) ReplaceAsync(id uint64, price string, qty int64, newClientID, o
 		o, err := e.reject(errorf(CodeInvalidQuantity, "quantity %d for order %d must exceed its filled quantity %d", qty, id, r.filled))
 		return o, 0, err
 	}
-	if newClientID != "" {
-		if len(newClientID) > 64 {
-			o, err := e.reject(errorf(CodeInvalidClientID, "client_order_id must be 1 to 64 characters, got %d", len(newClientID)))
-			return o, 0, err
-		}
-		if other, dup := e.clientIDs[clientKey(origin, newClientID)]; dup {
-			o, err := e.reject(errorf(CodeDuplicateClientID, "client_order_id %q is already used by order %d; use a new id per request", newClientID, other))
-			return o, 0, err
-		}
+	if perr := e.checkNewClientID(newClientID, origin); perr != nil {
+		o, err := e.reject(perr)
+		return o, 0, err
 	}
 	c := Command{Kind: CmdReplace, OrderID: id, TimeNano: e.cfg.Now().UnixNano(), Symbol: r.sym.name,
 		Price: ticks, Qty: qty, NewClientID: newClientID}
@@ -347,6 +346,19 @@ func (e *Engine) ReplaceAsync(id uint64, price string, qty int64, newClientID, o
 		return Order{}, 0, err
 	}
 	return e.view(r, e.lastFills), lsn, nil
+}
+
+func (e *Engine) checkNewClientID(id, origin string) *Error {
+	if id == "" {
+		return nil
+	}
+	if len(id) > 64 {
+		return errorf(CodeInvalidClientID, "client_order_id must be 1 to 64 characters, got %d", len(id))
+	}
+	if other, dup := e.clientIDs[clientKey(origin, id)]; dup {
+		return errorf(CodeDuplicateClientID, "client_order_id %q is already used by order %d; use a new id per request", id, other)
+	}
+	return nil
 }
 
 // Get returns an order (open or terminal).

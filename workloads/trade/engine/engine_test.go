@@ -284,7 +284,7 @@ func TestSelfTradeCancelsRestingThroughEngine(t *testing.T) {
 func TestCommandRoundTrip(t *testing.T) {
 	cases := []Command{
 		{Kind: CmdPlace, OrderID: 1, TimeNano: -5, Symbol: "AAPL", ClientID: "c", Account: "a", Origin: "fix:S", Side: book.Sell, Type: book.Market, TIF: book.FOK, Price: 0, Qty: 9},
-		{Kind: CmdCancel, OrderID: 1 << 60, Symbol: "X"},
+		{Kind: CmdCancel, OrderID: 1 << 60, Symbol: "X", NewClientID: "cx"},
 		{Kind: CmdReplace, OrderID: 3, Symbol: "MSFT", Price: 12345, Qty: 7, NewClientID: "n"},
 	}
 	for _, c := range cases {

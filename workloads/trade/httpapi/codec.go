@@ -192,4 +192,3 @@ func levels(ls []engine.BookLevel) []LevelJSON {
 	}
 	return out
 }
-
