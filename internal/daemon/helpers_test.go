@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"os"
@@ -105,3 +106,5 @@ func auditCount(t testing.TB, c *client.Client) int {
 	}
 	return len(recs)
 }
+
+func tlsLoad(cert, key string) (tls.Certificate, error) { return tls.LoadX509KeyPair(cert, key) }

@@ -85,6 +85,10 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
+// errAnswered says the middleware already answered the request (a four-eyes approval was
+// filed instead of running the handler).
+var errAnswered = errors.New("answered")
+
 // execKey carries a pre-authenticated reqCtx for an approved request being carried out.
 type execKey struct{}
 
@@ -147,6 +151,9 @@ func (d *Daemon) handle(rt *route, w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = rt.handler(d, sw, r, rc)
 	}
+	if errors.Is(err, errAnswered) {
+		err = nil
+	}
 	if err != nil {
 		writeError(sw, err)
 	}
@@ -190,7 +197,10 @@ func (d *Daemon) prepare(rt *route, w http.ResponseWriter, r *http.Request, rc *
 	if rt.mutating() && rc.approvedBy == "" && project != "" && rt.destructive(r, rc.body) {
 		p, err := d.getProject(r.Context(), project)
 		if err == nil && p.Protected {
-			return d.requestApproval(w, r, rc)
+			if err := d.requestApproval(w, r, rc); err != nil {
+				return err
+			}
+			return errAnswered
 		}
 		r.Body = io.NopCloser(bytes.NewReader(rc.body))
 	}
