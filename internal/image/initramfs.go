@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path"
 	"sort"
 	"strings"
@@ -133,6 +134,21 @@ func checkStatic(name string, data []byte) error {
 	return nil
 }
 
+// busyboxApplets lists the applets of a busybox binary (busybox --list); "sh" at least.
+func busyboxApplets(bin string) []string {
+	out, err := exec.Command(bin, "--list").Output()
+	if err != nil {
+		return []string{"sh"}
+	}
+	var apps []string
+	for _, a := range strings.Fields(string(out)) {
+		if a != "busybox" && !strings.Contains(a, "/") {
+			apps = append(apps, a)
+		}
+	}
+	return apps
+}
+
 // ApplianceSpec says what goes into an appliance image.
 type ApplianceSpec struct {
 	// Agent is the static finvirt-agent binary that becomes /init. Required.
@@ -172,6 +188,7 @@ func buildInitramfs(w io.Writer, spec ApplianceSpec, k Kernel, name string) ([]E
 	if err := a.file(InitPath, 0o755, data); err != nil {
 		return nil, err
 	}
+	busybox := ""
 	for _, b := range spec.Binaries {
 		data, err := os.ReadFile(b)
 		if err != nil {
@@ -184,8 +201,16 @@ func buildInitramfs(w io.Writer, spec ApplianceSpec, k Kernel, name string) ([]E
 			return nil, err
 		}
 		if path.Base(b) == "busybox" {
-			// Give exec a shell at the usual place; other applets are reachable as busybox NAME.
-			a.symlink("/bin/sh", "busybox")
+			busybox = b
+		}
+	}
+	if busybox != "" {
+		// Link the applets (sh, cat, ...) as a busybox install would; named binaries win.
+		for _, app := range busyboxApplets(busybox) {
+			p := "/bin/" + app
+			if _, taken := a.files[p]; !taken {
+				a.symlink(p, "busybox")
+			}
 		}
 	}
 	ms, err := OpenModules(k.ModulesDir)
