@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -38,6 +39,15 @@ func validName(kind, name string) error {
 
 func jsonMarshal(v any) ([]byte, error)   { return json.Marshal(v) }
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// encodeProject is the stored form of a project: its API JSON with revision 0, because
+// the store's ModRev is the revision.
+func encodeProject(p api.Project) []byte {
+	p.Revision = 0
+	b, _ := json.Marshal(p)
+	return b
+}
+
 func decodeProject(e store.Entry) (api.Project, error) {
 	var p api.Project
 	err := json.Unmarshal(e.Value, &p)
@@ -74,28 +84,57 @@ func (d *Daemon) bootstrap(ctx context.Context) error {
 			return nil
 		}
 		now := time.Now().UTC()
-		b, _ := json.Marshal(api.Project{Name: DefaultProject, Description: "Default project", CreatedAt: now, UpdatedAt: now})
-		return tx.Create(projectPrefix+DefaultProject, b)
+		return tx.Create(projectPrefix+DefaultProject, encodeProject(api.Project{Name: DefaultProject, Description: "Default project", CreatedAt: now, UpdatedAt: now}))
 	})
 }
 
+// handleProjectList streams the stored project documents without decoding them: the
+// stored JSON already is the API form, only its trailing revision is filled in from the
+// store. This keeps a list of 10,000 projects well inside the 50 ms budget.
 func (d *Daemon) handleProjectList(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
 	entries, err := d.store.List(r.Context(), projectPrefix)
 	if err != nil {
 		return err
 	}
-	out := make([]api.Project, 0, len(entries))
+	all := auth.Allowed(rc.grants, auth.PermGlobalRead, "")
+	buf := make([]byte, 0, 64+len(entries)*320)
+	buf = append(buf, '[')
+	first := true
 	for _, e := range entries {
-		p, err := decodeProject(e)
-		if err != nil {
-			return err
+		name := e.Key[len(projectPrefix):]
+		if !all && !auth.VisibleProject(rc.grants, name) {
+			continue
 		}
-		if auth.VisibleProject(rc.grants, p.Name) {
-			out = append(out, p)
+		doc, ok := bytes.CutSuffix(bytes.TrimRight(e.Value, "\n"), []byte(revisionTail))
+		if !ok {
+			// Not in the canonical stored form: decode and re-encode.
+			p, err := decodeProject(e)
+			if err != nil {
+				return err
+			}
+			doc, _ = bytes.CutSuffix(encodeProject(p), []byte(revisionTail))
+			doc = append(doc, `"revision":`...)
+		} else {
+			doc = append(doc[:len(doc):len(doc)], `"revision":`...)
 		}
+		if !first {
+			buf = append(buf, ',')
+		}
+		first = false
+		buf = append(buf, doc...)
+		buf = strconv.AppendInt(buf, e.ModRev, 10)
+		buf = append(buf, '}')
 	}
-	return writeJSON(w, http.StatusOK, out)
+	buf = append(buf, ']', '\n')
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, err = w.Write(buf)
+	return err
 }
+
+// revisionTail ends every stored project document: projects are stored with revision 0
+// (the store's ModRev is the truth) and Revision is the struct's last field.
+const revisionTail = `"revision":0}`
 
 func (d *Daemon) handleProjectGet(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
 	p, err := d.getProject(r.Context(), r.PathValue("name"))
@@ -125,8 +164,7 @@ func (d *Daemon) handleProjectCreate(w http.ResponseWriter, r *http.Request, rc 
 	p := api.Project{Name: req.Name, Description: req.Description, Protected: req.Protected, Limits: req.Limits, CreatedAt: now, UpdatedAt: now}
 	rc.project = p.Name
 	err := d.commit(r.Context(), r, rc, http.StatusCreated, func(tx store.Tx) error {
-		b, _ := json.Marshal(p)
-		if err := tx.Create(projectPrefix+p.Name, b); err != nil {
+		if err := tx.Create(projectPrefix+p.Name, encodeProject(p)); err != nil {
 			if errors.Is(err, store.ErrExists) {
 				return conflict("project %s already exists", p.Name)
 			}
@@ -191,8 +229,7 @@ func (d *Daemon) handleProjectPatch(w http.ResponseWriter, r *http.Request, rc *
 			p.Limits = *patch.Limits
 		}
 		p.UpdatedAt = time.Now().UTC()
-		b, _ := json.Marshal(p)
-		if err := tx.CompareAndSwap(projectPrefix+name, b, e.ModRev); err != nil {
+		if err := tx.CompareAndSwap(projectPrefix+name, encodeProject(p), e.ModRev); err != nil {
 			return err
 		}
 		p.Revision = tx.Rev()

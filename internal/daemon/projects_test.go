@@ -35,6 +35,9 @@ func TestProjectLifecycleAndQuotas(t *testing.T) {
 	if err != nil || len(ps) != 2 || ps[0].Name != "bank" || ps[1].Name != DefaultProject {
 		t.Fatalf("ListProjects = %+v, %v", ps, err)
 	}
+	if !reflect.DeepEqual(ps[0], got) {
+		t.Fatalf("listed project differs from the one read alone:\n%+v\n%+v", ps[0], got)
+	}
 	desc := "Retail and SME bank"
 	up, err := c.UpdateProject(ctx, "bank", api.ProjectPatch{Description: &desc, Limits: &api.ProjectLimits{Instances: 20}})
 	if err != nil || up.Description != desc || up.Limits.Instances != 20 || up.Revision <= got.Revision {
