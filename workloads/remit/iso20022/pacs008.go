@@ -168,7 +168,7 @@ func checkNamespace(data []byte) error {
 		tok, err := dec.Token()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				return formatErr("pacs.008 body is empty; send a Document element")
+				return formatErr("pacs.008 has no root element (empty or not XML); send a Document element")
 			}
 			return formatErr("pacs.008 is not well-formed XML: %v", err)
 		}
