@@ -61,7 +61,7 @@ func (s *Store) BuildAppliance(ctx context.Context, name string, spec ApplianceS
 	if err != nil {
 		return nil, err
 	}
-	contents, err := buildInitramfs(f, spec, k, name)
+	contents, err := buildInitramfs(f, spec, k)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -20,7 +20,7 @@ const (
 	ModulesDirPath = "/lib/modules"
 	// ModulesListPath lists the modules to load, one path per line, in load order.
 	ModulesListPath = "/etc/finvirt/modules"
-	// ImageInfoPath carries the image name and kernel version for the agent's health report.
+	// ImageInfoPath records the kernel version the image was built for.
 	ImageInfoPath = "/etc/finvirt/image"
 )
 
@@ -165,7 +165,7 @@ type ApplianceSpec struct {
 }
 
 // buildInitramfs writes the appliance initramfs for spec and kernel k to w.
-func buildInitramfs(w io.Writer, spec ApplianceSpec, k Kernel, name string) ([]Entry, error) {
+func buildInitramfs(w io.Writer, spec ApplianceSpec, k Kernel) ([]Entry, error) {
 	a := newArchive()
 	for _, d := range []string{"/dev", "/proc", "/sys", "/run", "/tmp", "/mnt", "/root", "/etc/finvirt", "/bin"} {
 		a.dir(d, 0o755)
@@ -236,7 +236,8 @@ func buildInitramfs(w io.Writer, spec ApplianceSpec, k Kernel, name string) ([]E
 	if err := a.file(ModulesListPath, 0o644, []byte(order.String())); err != nil {
 		return nil, err
 	}
-	info := fmt.Sprintf("name=%s\nkernel=%s\n", name, k.Version)
+	// No image name here: identical content under two names must hash the same.
+	info := fmt.Sprintf("kernel=%s\n", k.Version)
 	if err := a.file(ImageInfoPath, 0o644, []byte(info)); err != nil {
 		return nil, err
 	}
