@@ -71,6 +71,8 @@ func RunClaims(ctx context.Context, cfg ClaimsConfig) (*Report, error) {
 		cfg.VerifyConc = 32
 	}
 	r := &claimsRun{cfg: cfg, c: NewClient(cfg.Target, cfg.Wait+30*time.Second), remit: NewClient(cfg.RemitURL, 15*time.Second)}
+	defer r.c.HC.CloseIdleConnections()
+	defer r.remit.HC.CloseIdleConnections()
 	if err := r.setup(ctx); err != nil {
 		return nil, fmt.Errorf("claims setup: %w", err)
 	}

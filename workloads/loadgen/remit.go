@@ -101,6 +101,8 @@ func RunRemit(ctx context.Context, cfg RemitConfig) (*Report, error) {
 		return nil, fmt.Errorf("crash mode needs a remit to restart: give --spawn /path/to/remit or --remit-cmd")
 	}
 	r := &remitRun{cfg: cfg, c: NewClient(cfg.Target, 15*time.Second), mint: cfg.RunID + "-mint"}
+	// Idle keep-alive connections would make a graceful server stop wait.
+	defer r.c.HC.CloseIdleConnections()
 	for i := 0; i < cfg.Accounts; i++ {
 		r.accounts = append(r.accounts, fmt.Sprintf("%s-acc-%d", cfg.RunID, i))
 	}

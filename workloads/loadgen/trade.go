@@ -83,6 +83,7 @@ func RunTrade(ctx context.Context, cfg TradeConfig) (*Report, error) {
 		cfg.MidTicks = 10000
 	}
 	r := &tradeRun{cfg: cfg, c: NewClient(cfg.Target, 15*time.Second)}
+	defer r.c.HC.CloseIdleConnections()
 	for _, s := range cfg.Symbols {
 		if _, err := r.c.Do(ctx, "GET", "/v1/books/"+s+"?depth=1", nil, nil, nil); err != nil {
 			return nil, fmt.Errorf("symbol %s: %w (pass the symbols trade serves with --symbols)", s, err)
