@@ -32,7 +32,7 @@ func run(args []string) error {
 	data := fs.String("data", "remit-data", "journal and snapshot directory (created if missing)")
 	maxBatch := fs.Int("max-batch", 8190, "most events the state machine applies per batch (one fsync per batch)")
 	fsync := fs.Bool("fsync", true, "fsync the journal before acknowledging; --fsync=false is for benchmarks only and loses acknowledged transfers on a crash")
-	snapMiB := fs.Int64("snapshot-mib", 64, "write a snapshot and start a new journal segment once the segment exceeds this many MiB")
+	snapKiB := fs.Int64("snapshot-kib", 64<<10, "write a snapshot and start a new journal segment once the segment exceeds this many KiB")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -46,7 +46,7 @@ func run(args []string) error {
 		fmt.Fprintln(os.Stderr, "remit: WARNING --fsync=false: acknowledged transfers can be lost on a crash (benchmarks only)")
 	}
 	start := time.Now()
-	eng, err := engine.Open(engine.Options{Dir: *data, MaxBatch: *maxBatch, NoSync: !*fsync, SnapshotBytes: *snapMiB << 20})
+	eng, err := engine.Open(engine.Options{Dir: *data, MaxBatch: *maxBatch, NoSync: !*fsync, SnapshotBytes: *snapKiB << 10})
 	if err != nil {
 		return err
 	}

@@ -72,7 +72,7 @@ func TestDecodeRejections(t *testing.T) {
 	s := string(single)
 	for _, tc := range []struct {
 		name, doc, msg string // msg: substring of the FormatError
-		txReason        string // or a per-transaction reason
+		txReason       string // or a per-transaction reason
 	}{
 		{"not xml", "hello", "no root element", ""},
 		{"empty", "", "no root element", ""},
