@@ -79,6 +79,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: hostname %q is invalid: use 1-63 letters, digits and inner hyphens", c.Hostname)
 	}
 	macs := map[string]bool{}
+	gateways := 0
 	for i, n := range c.NICs {
 		hw, err := net.ParseMAC(n.MAC)
 		if err != nil || len(hw) != 6 {
@@ -101,6 +102,14 @@ func (c *Config) Validate() error {
 		}
 		if n.Gateway != "" && net.ParseIP(n.Gateway) == nil {
 			return fmt.Errorf("config: nics[%d].gateway %q is not an IP address", i, n.Gateway)
+		}
+		if n.Gateway != "" {
+			if gateways++; gateways > 1 {
+				return fmt.Errorf("config: nics[%d] sets a second default gateway: only one NIC may set gateway", i)
+			}
+		}
+		if n.DHCP && n.Gateway != "" {
+			return fmt.Errorf("config: nics[%d] (%s) sets a gateway with dhcp: the DHCP router is used unless another NIC sets a static gateway", i, hw)
 		}
 		if n.MTU != 0 && (n.MTU < 576 || n.MTU > 65535) {
 			return fmt.Errorf("config: nics[%d].mtu %d is outside 576..65535", i, n.MTU)

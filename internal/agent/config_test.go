@@ -30,6 +30,8 @@ func TestConfigValidate(t *testing.T) {
 		{"neither", func(c *Config) { c.NICs[0].Address = "" }, "needs an address"},
 		{"address not cidr", func(c *Config) { c.NICs[0].Address = "10.0.0.5" }, "CIDR"},
 		{"bad gateway", func(c *Config) { c.NICs[0].Gateway = "gw" }, "gateway"},
+		{"two gateways", func(c *Config) { c.NICs[1] = NIC{MAC: c.NICs[1].MAC, Address: "10.1.0.5/24", Gateway: "10.1.0.1"} }, "second default gateway"},
+		{"gateway with dhcp", func(c *Config) { c.NICs = []NIC{{MAC: c.NICs[1].MAC, DHCP: true, Gateway: "10.0.0.1"}} }, "gateway with dhcp"},
 		{"bad mtu", func(c *Config) { c.NICs[0].MTU = 10 }, "mtu"},
 		{"bad dns", func(c *Config) { c.DNS = []string{"dns"} }, "dns[0]"},
 		{"bad serial", func(c *Config) { c.Volumes[0].Serial = "a serial that is far too long" }, "serial"},

@@ -23,8 +23,12 @@ func ConfigureNetwork(ctx context.Context, cfg agent.Config, wait time.Duration)
 	}
 	var errs []error
 	var dns []string
+	staticGW := false
 	for _, n := range cfg.NICs {
-		got, err := configureNIC(ctx, n, wait)
+		staticGW = staticGW || n.Gateway != ""
+	}
+	for _, n := range cfg.NICs {
+		got, err := configureNIC(ctx, n, wait, !staticGW)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -63,8 +67,9 @@ func linkByMAC(mac net.HardwareAddr, wait time.Duration) (netlink.Link, error) {
 	}
 }
 
-// configureNIC returns DNS servers learned by DHCP.
-func configureNIC(ctx context.Context, n agent.NIC, wait time.Duration) ([]string, error) {
+// configureNIC returns DNS servers learned by DHCP. dhcpRoute allows a DHCP router to become
+// the default route; a configured static gateway always takes precedence.
+func configureNIC(ctx context.Context, n agent.NIC, wait time.Duration, dhcpRoute bool) ([]string, error) {
 	mac, err := net.ParseMAC(n.MAC)
 	if err != nil {
 		return nil, err
@@ -92,7 +97,7 @@ func configureNIC(ctx context.Context, n agent.NIC, wait time.Duration) ([]strin
 		ack := lease.ACK
 		ones, _ := ack.SubnetMask().Size()
 		addr = fmt.Sprintf("%s/%d", ack.YourIPAddr, ones)
-		if r := ack.Router(); len(r) > 0 {
+		if r := ack.Router(); len(r) > 0 && dhcpRoute {
 			gw = r[0].String()
 		}
 		for _, d := range ack.DNS() {
