@@ -24,6 +24,7 @@ type ServerInfo struct {
 	Identity    string    `json:"identity"`
 	Roles       []Grant   `json:"roles"`
 	TLSCertSHA  string    `json:"tls_cert_sha256,omitempty"`
+	TCPAddress  string    `json:"tcp_address,omitempty"`
 	StoreDriver string    `json:"store_driver"`
 }
 

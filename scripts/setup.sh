@@ -5,7 +5,7 @@
 set -euo pipefail
 
 PKGS=(qemu-system-x86 qemu-utils ovmf swtpm busybox-static cpio lz4 btrfs-progs nftables
-      iproute2 debootstrap runc iperf3 fio ruby e2fsprogs xz-utils ca-certificates make git)
+      iproute2 debootstrap runc iperf3 fio ruby e2fsprogs xz-utils ca-certificates make git curl)
 KERNEL_DIR=${FINVIRT_KERNEL_DIR:-/var/cache/finvirt/kernel}
 
 if [ "$(id -u)" -ne 0 ]; then

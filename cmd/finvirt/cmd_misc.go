@@ -34,6 +34,9 @@ func newInfoCmd(g *globals) *cobra.Command {
 				row(t, "Store:", i.StoreDriver)
 				row(t, "Started:", i.StartedAt.Format(time.RFC3339))
 				row(t, "You are:", i.Identity+" ("+grantsString(i.Roles)+")")
+				if i.TCPAddress != "" {
+					row(t, "TCP (TLS):", i.TCPAddress)
+				}
 				if i.TLSCertSHA != "" {
 					row(t, "TLS cert SHA-256:", i.TLSCertSHA)
 				}

@@ -63,8 +63,6 @@ func (d *Daemon) auditRequest(r *http.Request, rc *reqCtx, status int, herr erro
 	switch {
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		outcome = api.OutcomeDenied
-	case status == http.StatusAccepted && rc.route != nil && rc.route.mutating():
-		outcome = api.OutcomePending
 	case status < 300:
 		outcome = api.OutcomeSuccess
 	}

@@ -239,7 +239,7 @@ func (d *Daemon) handleInfo(w http.ResponseWriter, r *http.Request, rc *reqCtx) 
 	host, _ := osHostname()
 	return writeJSON(w, http.StatusOK, api.ServerInfo{
 		APIVersion: api.Version, Version: d.cfg.Version, Hostname: host, StateDir: d.cfg.StateDir,
-		StartedAt: d.started, Identity: rc.identity, Roles: rc.grants, TLSCertSHA: d.tlsFingerprint,
+		StartedAt: d.started, Identity: rc.identity, Roles: rc.grants, TLSCertSHA: d.tlsFingerprint, TCPAddress: d.Addr(),
 		StoreDriver: "bbolt",
 	})
 }

@@ -29,10 +29,12 @@ type route struct {
 	action  string // audit action, e.g. project.create; mutating routes only
 	// destructive says whether the request needs four-eyes approval in a protected project.
 	destructive func(r *http.Request, body []byte) bool
-	request     any // body type, for OpenAPI
-	response    any // success body type, for OpenAPI
-	status      int // success status, for OpenAPI
-	handler     func(d *Daemon, w http.ResponseWriter, r *http.Request, rc *reqCtx) error
+	// target names the audited object from the request (default: the request path).
+	target   func(r *http.Request) string
+	request  any // body type, for OpenAPI
+	response any // success body type, for OpenAPI
+	status   int // success status, for OpenAPI
+	handler  func(d *Daemon, w http.ResponseWriter, r *http.Request, rc *reqCtx) error
 }
 
 func (rt *route) pattern() string { return rt.method + " " + rt.path }
@@ -72,6 +74,10 @@ func forbidden(format string, a ...any) error  { return errorf(http.StatusForbid
 
 func pathProject(name string) func(*Daemon, *http.Request) (string, error) {
 	return func(_ *Daemon, r *http.Request) (string, error) { return r.PathValue(name), nil }
+}
+
+func pathTarget(kind, param string) func(*http.Request) string {
+	return func(r *http.Request) string { return kind + "/" + r.PathValue(param) }
 }
 
 func never(*http.Request, []byte) bool  { return false }
@@ -179,6 +185,9 @@ func (d *Daemon) prepare(rt *route, w http.ResponseWriter, r *http.Request, rc *
 		return err
 	}
 	rc.project = project
+	if rt.target != nil {
+		rc.target = rt.target(r)
+	}
 	if !auth.Allowed(rc.grants, rt.perm, project) {
 		return forbidden("%s may not %s %s: needs %s%s", rc.identity, r.Method, r.URL.Path, rt.perm, projectSuffix(project))
 	}
