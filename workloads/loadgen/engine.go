@@ -150,13 +150,14 @@ func runOpen(ctx context.Context, cfg Config, op Op) (*Result, error) {
 	if interval <= 0 {
 		return nil, fmt.Errorf("rate %v is too high to schedule (max 1e9/s)", cfg.Rate)
 	}
-	jobs := make(chan time.Time, 64)
+	// Unbuffered: a send succeeds at once only if a worker is waiting, which
+	// is exactly the "is a worker idle?" test that decides to grow the pool.
+	jobs := make(chan time.Time)
 	var (
 		mu      sync.Mutex
 		stats   []*workerStats
 		wg      sync.WaitGroup
 		nWork   int
-		idle    atomic.Int64
 		unsent  atomic.Uint64
 		opCtx   context.Context
 		stopOps context.CancelFunc
@@ -174,10 +175,8 @@ func runOpen(ctx context.Context, cfg Config, op Op) (*Result, error) {
 		go func() {
 			defer wg.Done()
 			for intended := range jobs {
-				idle.Add(-1)
 				if opCtx.Err() != nil {
 					unsent.Add(1)
-					idle.Add(1)
 					continue
 				}
 				t0 := time.Now()
@@ -187,10 +186,8 @@ func runOpen(ctx context.Context, cfg Config, op Op) (*Result, error) {
 				}
 				kind := op(opCtx, id)
 				ws.record(kind, intended, t0, time.Now())
-				idle.Add(1)
 			}
 		}()
-		idle.Add(1)
 	}
 	for i := 0; i < min(maxW, 8); i++ {
 		spawn()
@@ -211,10 +208,14 @@ func runOpen(ctx context.Context, cfg Config, op Op) (*Result, error) {
 			case <-ctx.Done():
 			}
 		}
-		if idle.Load() <= int64(len(jobs)) && nWork < maxW {
-			spawn()
+		select {
+		case jobs <- intended:
+		default:
+			if nWork < maxW {
+				spawn()
+			}
+			jobs <- intended // blocks only when MaxWorkers are all busy
 		}
-		jobs <- intended
 	}
 	close(jobs)
 	sent := time.Since(start)
