@@ -275,6 +275,41 @@ func TestKillDuringPayouts(t *testing.T) {
 	}
 }
 
+// TestCrashAfterBatchSend: the same crash after remit applied a whole
+// batch of payouts; the restarted dispatcher re-sends the batch and remit
+// must replay each transfer (batch idempotency by transfer id).
+func TestCrashAfterBatchSend(t *testing.T) {
+	r := newRig(t)
+	r.startClaims(claims.CrashEnv + "=after_send")
+	r.setup("acc-b")
+	var ops []map[string]any
+	const n = 50
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("b%d", i)
+		ops = append(ops, map[string]any{"op": "fnol", "claim": fnol(id, "acc-b", 1000)},
+			map[string]any{"op": "transition", "id": id, "to": "triage"},
+			map[string]any{"op": "transition", "id": id, "to": "investigation"},
+			map[string]any{"op": "evaluate", "id": id, "reserve": 1000})
+	}
+	_, _, _ = call(t, "POST", r.claims.URL()+"/v1/batch", map[string]any{"ops": ops}, map[string]string{"X-Actor": "bulk"})
+	select {
+	case <-r.claims.Done():
+	case <-time.After(60 * time.Second):
+		t.Fatalf("crash hook did not fire:\n%s", r.claims.Log())
+	}
+	applied := r.credits("acc-b")
+	if applied == 0 {
+		t.Fatalf("crash after send but remit holds no payout")
+	}
+	r.startClaims()
+	for i := 0; i < n; i++ {
+		r.waitPaid(fmt.Sprintf("b%d", i))
+	}
+	if got := r.credits("acc-b"); got != n*1000 {
+		t.Fatalf("claimant credited %d (had %d before restart), want %d: a payout was lost or duplicated", got, applied, n*1000)
+	}
+}
+
 func TestFlagErrors(t *testing.T) {
 	cases := [][]string{
 		{"--dispatch-batch", "0"},
