@@ -320,6 +320,8 @@ func (d *Driver) refresh(ctx context.Context, in *instance) error {
 		return nil
 	}
 	if p != nil && !p.alive() {
+		// Dead but maybe not yet reaped: give our Wait a moment so the exit status is known.
+		p.wait(5 * time.Second)
 		in.mu.Lock()
 		d.exited(in, p)
 		in.mu.Unlock()

@@ -100,19 +100,28 @@ func bootAppliance(t testing.TB, d *Driver, spec compute.Spec) compute.Info {
 	return info
 }
 
-// consoleCommand writes a line to the instance's interactive console socket.
-func consoleCommand(t testing.TB, info compute.Info, line string) {
+// consoleCommand types a line on the instance's interactive console socket and keeps the
+// connection open until expect shows in the console log, typing it again every 2 s: characters
+// sent before the guest reads its UART, or still queued when we hang up, can be lost.
+func consoleCommand(t testing.TB, info compute.Info, line, expect string) {
 	t.Helper()
 	c, err := net.DialTimeout("unix", info.ConsoleSocket, 10*time.Second)
 	if err != nil {
 		t.Fatalf("console: %v", err)
 	}
 	defer c.Close()
-	if _, err := c.Write([]byte(line + "\n")); err != nil {
-		t.Fatalf("console write: %v", err)
+	b, _ := os.ReadFile(info.SerialLog)
+	from := len(b)
+	for i := 0; i < 30; i++ {
+		c.Write([]byte(line + "\n"))
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := testvm.WaitLog(ctx, info.SerialLog, expect, from)
+		cancel()
+		if err == nil {
+			return
+		}
 	}
-	// Give QEMU a moment to read before we hang up (the data is in the socket buffer anyway).
-	time.Sleep(100 * time.Millisecond)
+	t.Fatalf("console command %q: %q never appeared in %s", line, expect, info.SerialLog)
 }
 
 // waitState polls until the instance reaches want.

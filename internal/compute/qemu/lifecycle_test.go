@@ -125,7 +125,7 @@ func TestStopSequence(t *testing.T) {
 	called := false
 	agent := func(ctx context.Context) error {
 		called = true
-		consoleCommand(t, info, "poweroff")
+		consoleCommand(t, info, "poweroff", "POWEROFF command")
 		return nil
 	}
 	if err := d.Stop(ctx, "stops", compute.StopOptions{AgentShutdown: agent, Timeout: 60 * time.Second}); err != nil {
@@ -163,7 +163,7 @@ func TestStopSequence(t *testing.T) {
 	if _, err := testvm.WaitLog(ctx, info.SerialLog, testvm.Marker, len(b)); err != nil {
 		t.Fatal(err)
 	}
-	consoleCommand(t, info, "poweroff")
+	consoleCommand(t, info, "poweroff", "POWEROFF command")
 	st := waitState(t, d, "stops", compute.StateStopped)
 	if !strings.Contains(st.Reason, "guest shut down") {
 		t.Fatalf("guest poweroff recorded as %+v", st)

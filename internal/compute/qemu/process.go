@@ -52,6 +52,16 @@ func startProcess(bin string, args []string, l Layout, extra []*os.File) (*proc,
 		}
 		close(p.exited)
 	}()
+	// exec returns to us once the child's close-on-exec fds are closed, which is before the
+	// kernel has set up its new argv: /proc/PID/cmdline reads empty for a moment. Wait for it,
+	// so that isOurQEMU does not mistake the new QEMU for a vanished one.
+	for i := 0; i < 500 && !isOurQEMU(p.pid, p.dir); i++ {
+		select {
+		case <-p.exited:
+			return p, nil
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
 	return p, nil
 }
 

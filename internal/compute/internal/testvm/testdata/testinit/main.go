@@ -25,6 +25,9 @@ func main() {
 	syscall.Mount("sysfs", "/sys", "sysfs", 0, "")
 	syscall.Mount("devtmpfs", "/dev", "devtmpfs", 0, "")
 	start := time.Now()
+	// Modules and the power button first: the marker promises the guest reacts to ACPI.
+	loadModules()
+	watchPowerButton()
 	fmt.Printf("\n%s\n", marker)
 
 	cmdline, _ := os.ReadFile("/proc/cmdline")
@@ -36,8 +39,6 @@ func main() {
 			}
 		}()
 	}
-	loadModules()
-	go watchPowerButton()
 
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
@@ -80,9 +81,11 @@ func loadModules() {
 	}
 }
 
+// watchPowerButton reads every input device; it returns once one exists (the ACPI button
+// registers while button.ko loads) or after 5 s, and keeps scanning in the background.
 func watchPowerButton() {
 	seen := map[string]bool{}
-	for i := 0; i < 600; i++ {
+	scan := func() int {
 		evs, _ := filepath.Glob("/dev/input/event*")
 		for _, ev := range evs {
 			if !seen[ev] {
@@ -90,8 +93,17 @@ func watchPowerButton() {
 				go readEvents(ev)
 			}
 		}
+		return len(seen)
+	}
+	for i := 0; i < 50 && scan() == 0; i++ {
 		time.Sleep(100 * time.Millisecond)
 	}
+	go func() {
+		for i := 0; i < 600; i++ {
+			scan()
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
 }
 
 func readEvents(path string) {
