@@ -12,8 +12,8 @@ import (
 	"testing"
 
 	"github.com/finvirt/finvirt/internal/storage"
-	"github.com/finvirt/finvirt/internal/storage/diskimage"
 	_ "github.com/finvirt/finvirt/internal/storage/dir"
+	"github.com/finvirt/finvirt/internal/storage/diskimage"
 	"github.com/finvirt/finvirt/internal/storage/storagetest"
 )
 

@@ -1,8 +1,8 @@
 package diskimage_test
 
 import (
-	"context"
 	"compress/gzip"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
