@@ -32,6 +32,12 @@ type Config struct {
 	MaxBodyBytes int64
 	// NoSync disables fsync of the state database: benchmarks of the API layer only.
 	NoSync bool
+
+	// Subsystem settings (each subsystem documents its own defaults).
+	Accel         string // "", "kvm" or "tcg": override the KVM probe
+	KernelDir     string // guest kernel package tree (default $FINVIRT_KERNEL_DIR or /var/cache/finvirt/kernel)
+	NetworkPrefix string // prefix of host bridges, taps and nft tables (default "fv")
+	MasterKeyPath string // volume-encryption master key, kept outside the state database
 }
 
 // Daemon is a running finvirt server.
@@ -46,6 +52,8 @@ type Daemon struct {
 	events  *eventBus
 	metrics *metrics
 	started time.Time
+
+	subsystems []subsystem
 
 	tlsConfig      *tls.Config
 	tlsFingerprint string
@@ -100,6 +108,10 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	d.metrics = newMetrics(d)
 	d.buildRoutes()
+	if err := d.loadSubsystems(); err != nil {
+		st.Close()
+		return nil, err
+	}
 	if err := d.bootstrap(context.Background()); err != nil {
 		st.Close()
 		return nil, err
@@ -113,6 +125,11 @@ func (d *Daemon) Store() store.Store { return d.store }
 // Run serves until ctx ends, then shuts down gracefully: no new requests, in-flight ones
 // finish (bounded), the store is closed.
 func (d *Daemon) Run(ctx context.Context) error {
+	if err := d.startSubsystems(ctx); err != nil {
+		d.stopSubsystems()
+		d.store.Close()
+		return err
+	}
 	ul, err := listenUnix(d.cfg.Socket)
 	if err != nil {
 		return err
@@ -185,6 +202,7 @@ func (d *Daemon) shutdown() {
 		s.Shutdown(ctx)
 	}
 	d.ops.cancelAll()
+	d.stopSubsystems()
 	d.store.Close()
 	os.Remove(d.cfg.Socket)
 }

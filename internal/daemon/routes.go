@@ -48,5 +48,6 @@ func (d *Daemon) buildRoutes() {
 	} {
 		d.register(rt)
 	}
+	// Subsystem routes are added by loadSubsystems; "/" catches everything else.
 	d.mux.HandleFunc("/", d.routeNotFound)
 }
