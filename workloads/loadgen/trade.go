@@ -113,6 +113,7 @@ func RunTrade(ctx context.Context, cfg TradeConfig) (*Report, error) {
 	f["ops_per_s"] = rep.ReqPerSec
 	f["mix_gtc"], f["mix_ioc"], f["mix_cancel"], f["mix_replace"] = float64(r.gtc.Load()), float64(r.ioc.Load()), float64(r.cancel.Load()), float64(r.replace.Load())
 	f["fills"], f["filled_quantity"], f["stale_order_refs"] = float64(r.fills.Load()), float64(r.filledQty.Load()), float64(r.staleRefs.Load())
+	r.checkBooks(ctx, rep)
 	return rep, nil
 }
 
@@ -193,4 +194,32 @@ func (r *tradeRun) op(ctx context.Context, worker int) string {
 		return ""
 	}
 	return Kind(err)
+}
+
+// checkBooks verifies each book is not crossed after the run: a matching
+// engine must never leave a bid at or above the best ask.
+func (r *tradeRun) checkBooks(ctx context.Context, rep *Report) {
+	type level struct {
+		Price    string `json:"price"`
+		Quantity int64  `json:"quantity"`
+	}
+	var bad []string
+	for _, s := range r.cfg.Symbols {
+		var b struct {
+			Bids []level `json:"bids"`
+			Asks []level `json:"asks"`
+		}
+		if _, err := r.c.Do(ctx, "GET", "/v1/books/"+s+"?depth=1", nil, nil, &b); err != nil {
+			bad = append(bad, fmt.Sprintf("%s: %v", s, err))
+			continue
+		}
+		if len(b.Bids) > 0 && len(b.Asks) > 0 {
+			bid, e1 := strconv.ParseFloat(b.Bids[0].Price, 64)
+			ask, e2 := strconv.ParseFloat(b.Asks[0].Price, 64)
+			if e1 != nil || e2 != nil || bid >= ask {
+				bad = append(bad, fmt.Sprintf("%s crossed or unreadable: best bid %s, best ask %s", s, b.Bids[0].Price, b.Asks[0].Price))
+			}
+		}
+	}
+	rep.AddCheck("books_not_crossed", len(bad) == 0, "%d symbols: %s", len(r.cfg.Symbols), summarize(bad))
 }
