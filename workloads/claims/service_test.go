@@ -340,3 +340,56 @@ func TestDecodeStrictTable(t *testing.T) {
 	}
 	_ = bytes.MinRead
 }
+
+func TestListPaginationAndWait(t *testing.T) {
+	e := newEnv(t, Config{})
+	for i := 0; i < 5; i++ {
+		e.fnol(fmt.Sprintf("p%d", i), 10, "")
+	}
+	var got []string
+	after := ""
+	for page := 0; page < 5; page++ {
+		m := e.must("GET", "/v1/claims?state=fnol&limit=2&after="+after, "", "", 200)
+		for _, c := range m["claims"].([]any) {
+			got = append(got, c.(map[string]any)["id"].(string))
+		}
+		after = m["next_after"].(string)
+		if after == "" {
+			break
+		}
+	}
+	if strings.Join(got, ",") != "p0,p1,p2,p3,p4" {
+		t.Fatalf("pagination returned %v", got)
+	}
+	// No dispatcher runs, so nothing gets paid: the wait times out and
+	// reports the claim as pending; unknown ids are reported not found.
+	m := e.must("POST", "/v1/claims/wait", `{"ids":["p0","ghost"],"state":"triage","timeout_ms":50}`, "", 200)
+	if p := m["pending"].([]any); len(p) != 1 || p[0] != "p0" {
+		t.Fatalf("wait pending %v", m)
+	}
+	if c := m["claims"].([]any)[1].(map[string]any); c["found"] != false {
+		t.Fatalf("ghost claim reported found: %v", c)
+	}
+	// A transition during the wait wakes it.
+	done := make(chan map[string]any)
+	go func() {
+		_, m := e.call("GET", "/v1/claims/p1?wait_for=triage&timeout_ms=30000", "", "")
+		done <- m
+	}()
+	e.must("POST", "/v1/claims/p1/transition", `{"to":"triage"}`, "clerk", 200)
+	if m := <-done; m["state"] != "triage" {
+		t.Fatalf("long-poll returned %v", m["state"])
+	}
+	for _, c := range []struct{ path, body, code string }{
+		{"/v1/claims/wait", `{"ids":[],"state":"paid"}`, "invalid_ids"},
+		{"/v1/claims/wait", `{"ids":["a"],"state":"gone"}`, "invalid_state"},
+		{"/v1/batch", `{"ops":[]}`, "invalid_batch"},
+		{"/v1/policies", `{"id":"x","status":"sleeping","currency":"EUR"}`, "invalid_policy_status"},
+	} {
+		if st, m := e.call("POST", c.path, c.body, "a"); st != 400 || m["code"] != c.code {
+			t.Errorf("%s %s: %d %v, want 400 %s", c.path, c.body, st, m, c.code)
+		}
+	}
+	e.must("GET", "/v1/policies/pol-1", "", "", 200)
+	e.must("GET", "/v1/policies/nope", "", "", 404)
+}
