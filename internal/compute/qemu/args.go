@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 
@@ -38,6 +39,14 @@ func NewLayout(dir, serialLog string) Layout {
 		l.SerialLog = serialLog
 	}
 	return l
+}
+
+// removeRuntime deletes what a QEMU run leaves: pidfile and sockets (QEMU does not unlink its
+// listening sockets when it fails or is killed).
+func (l Layout) removeRuntime() {
+	for _, f := range []string{l.PIDFile, l.QMP, l.Console, l.Agent, l.TPMSock} {
+		os.Remove(f)
+	}
 }
 
 // Host OVMF images (Debian package ovmf). The 4M variant is the current layout.

@@ -441,7 +441,7 @@ func (d *Driver) exited(in *instance, p *proc) {
 		in.setStatus(compute.StateError, fmt.Sprintf("QEMU (pid %d) exited unexpectedly: %s%s", p.pid, st, tailSuffix(in.l.QEMULog)))
 	}
 	in.shutdown = ""
-	os.Remove(in.l.PIDFile)
+	in.l.removeRuntime()
 }
 
 func queryStatus(ctx context.Context, c *qmp.Client) (compute.State, error) {

@@ -65,9 +65,7 @@ func (d *Driver) start(ctx context.Context, in *instance) error {
 	}
 	r := revert.New()
 	defer r.Fail()
-	for _, f := range []string{l.PIDFile, l.QMP, l.Console, l.Agent, l.TPMSock} {
-		os.Remove(f)
-	}
+	l.removeRuntime()
 	in.mu.Lock()
 	in.expectExit, in.shutdown = false, ""
 	in.setStatus(compute.StateStarting, "")
@@ -119,7 +117,7 @@ func (d *Driver) start(ctx context.Context, in *instance) error {
 		in.mu.Unlock()
 		p.kill()
 		p.wait(30 * time.Second)
-		os.Remove(l.PIDFile)
+		l.removeRuntime()
 	})
 	c, err := waitQMP(ctx, l, p)
 	if err != nil {
