@@ -114,7 +114,7 @@ func TestBuildArgs(t *testing.T) {
 			s.Disks = []compute.DiskSpec{{ID: "enc", Path: "/p/enc.qcow2", Format: compute.FormatQcow2, Secret: &compute.Secret{ID: "k1", Key: []byte("TOPSECRET")}}}
 			return s
 		}, accel: "tcg", fds: map[string]int{"k1": 3}, want: map[string][]string{
-			"-object":  {"secret,id=sec-k1,format=raw,file=/proc/self/fd/3"},
+			"-object":   {"secret,id=sec-k1,format=raw,file=/proc/self/fd/3"},
 			"-blockdev": {"driver=qcow2,node-name=drive-enc,file=file-enc,read-only=off,cache.direct=on,cache.no-flush=off,encrypt.format=luks,encrypt.key-secret=sec-k1"},
 		}, absent: []string{"TOPSECRET", "VE9QU0VDUkVU"}},
 		{name: "full uefi tpm", spec: func() compute.Spec {
