@@ -17,11 +17,11 @@ const approvalPrefix = "approvals/"
 // requestApproval parks a destructive request on a protected project until a second,
 // different identity approves it (four-eyes). The request, its body and requester are kept;
 // the audit log records the request as pending.
-func (d *Daemon) requestApproval(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+func (d *Daemon) requestApproval(w http.ResponseWriter, r *http.Request, rc *Request) error {
 	now := time.Now().UTC()
 	a := api.Approval{
 		ID: newID(), Project: rc.project, Method: r.Method, Path: r.URL.Path, Body: string(rc.body),
-		Summary:     rc.route.action + " " + r.URL.Path,
+		Summary:     rc.route.Action + " " + r.URL.Path,
 		RequestedBy: rc.identity, RequestedAt: now, Status: api.ApprovalPending,
 		ExpiresAt: now.Add(d.cfg.ApprovalTTL),
 	}
@@ -68,7 +68,7 @@ func (d *Daemon) getApproval(r *http.Request, id string) (api.Approval, error) {
 	return a, err
 }
 
-func (d *Daemon) handleApprovalList(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+func (d *Daemon) handleApprovalList(w http.ResponseWriter, r *http.Request, rc *Request) error {
 	entries, err := d.store.List(r.Context(), approvalPrefix)
 	if err != nil {
 		return err
@@ -91,7 +91,7 @@ func (d *Daemon) handleApprovalList(w http.ResponseWriter, r *http.Request, rc *
 	return writeJSON(w, http.StatusOK, out)
 }
 
-func (d *Daemon) handleApprovalGet(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+func (d *Daemon) handleApprovalGet(w http.ResponseWriter, r *http.Request, rc *Request) error {
 	a, err := d.getApproval(r, r.PathValue("id"))
 	if err != nil {
 		return err
@@ -102,8 +102,8 @@ func (d *Daemon) handleApprovalGet(w http.ResponseWriter, r *http.Request, rc *r
 	return writeJSON(w, http.StatusOK, a)
 }
 
-func approvalDecide(approve bool) func(*Daemon, http.ResponseWriter, *http.Request, *reqCtx) error {
-	return func(d *Daemon, w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+func approvalDecide(approve bool) func(*Daemon, http.ResponseWriter, *http.Request, *Request) error {
+	return func(d *Daemon, w http.ResponseWriter, r *http.Request, rc *Request) error {
 		var dec api.ApprovalDecision
 		if len(rc.body) > 0 {
 			if err := decodeJSON(rc.body, &dec); err != nil {
@@ -152,7 +152,7 @@ func approvalDecide(approve bool) func(*Daemon, http.ResponseWriter, *http.Reque
 			grants, gerr := d.grantsOf(r.Context(), a.RequestedBy)
 			status, body := http.StatusForbidden, []byte(`{"error":"requester no longer exists"}`)
 			if gerr == nil {
-				requester := &reqCtx{id: rc.id, identity: a.RequestedBy, grants: grants, source: rc.source, approvedBy: rc.identity}
+				requester := &Request{id: rc.id, identity: a.RequestedBy, grants: grants, source: rc.source, approvedBy: rc.identity}
 				status, body = d.dispatchApproved(r.Context(), requester, a.Method, a.Path, []byte(a.Body))
 			}
 			a.Result = string(body)

@@ -13,12 +13,12 @@ import (
 	"github.com/finvirt/finvirt/internal/store"
 )
 
-func (d *Daemon) record(rc *reqCtx, method, target string, status int, outcome, detail string) api.AuditRecord {
+func (d *Daemon) record(rc *Request, method, target string, status int, outcome, detail string) api.AuditRecord {
 	action := ""
 	if rc.route != nil {
-		action = rc.route.action
+		action = rc.route.Action
 		if action == "" {
-			action = strings.ToLower(method) + " " + rc.route.path
+			action = strings.ToLower(method) + " " + rc.route.Path
 		}
 	}
 	if rc.target != "" {
@@ -42,7 +42,7 @@ func (d *Daemon) record(rc *reqCtx, method, target string, status int, outcome, 
 
 // commit applies a change and its audit record in one transaction: the log can never claim
 // a change that did not happen, nor miss one that did.
-func (d *Daemon) commit(ctx context.Context, r *http.Request, rc *reqCtx, status int, fn func(tx store.Tx) error) error {
+func (d *Daemon) commit(ctx context.Context, r *http.Request, rc *Request, status int, fn func(tx store.Tx) error) error {
 	err := d.store.Update(ctx, func(tx store.Tx) error {
 		if err := fn(tx); err != nil {
 			return err
@@ -58,7 +58,7 @@ func (d *Daemon) commit(ctx context.Context, r *http.Request, rc *reqCtx, status
 
 // auditRequest records a mutating request that did not commit a change (rejected, denied,
 // failed) or any denied read.
-func (d *Daemon) auditRequest(r *http.Request, rc *reqCtx, status int, herr error) {
+func (d *Daemon) auditRequest(r *http.Request, rc *Request, status int, herr error) {
 	outcome := api.OutcomeFailed
 	switch {
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
@@ -80,7 +80,7 @@ func (d *Daemon) auditRequest(r *http.Request, rc *reqCtx, status int, herr erro
 	}
 }
 
-func (d *Daemon) handleAuditList(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+func (d *Daemon) handleAuditList(w http.ResponseWriter, r *http.Request, rc *Request) error {
 	q := r.URL.Query()
 	var since time.Time
 	var fromSeq uint64
@@ -133,7 +133,7 @@ func (d *Daemon) handleAuditList(w http.ResponseWriter, r *http.Request, rc *req
 	return writeJSON(w, http.StatusOK, out)
 }
 
-func (d *Daemon) handleAuditVerify(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+func (d *Daemon) handleAuditVerify(w http.ResponseWriter, r *http.Request, rc *Request) error {
 	var res api.AuditVerifyResult
 	// One snapshot for records and head, so appends during the check are not read as a
 	// truncated log.

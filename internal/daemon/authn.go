@@ -59,7 +59,7 @@ func peerCred(uc *net.UnixConn) (*unix.Ucred, error) {
 
 // authenticate sets rc.identity and rc.grants. The unix socket (mode 0600) is the local
 // administrator; TCP callers present a client certificate or a bearer token.
-func (d *Daemon) authenticate(r *http.Request, rc *reqCtx) error {
+func (d *Daemon) authenticate(r *http.Request, rc *Request) error {
 	c, _ := r.Context().Value(connKey{}).(net.Conn)
 	if uc, ok := c.(*net.UnixConn); ok {
 		name := "local"
@@ -116,7 +116,7 @@ func (d *Daemon) authenticate(r *http.Request, rc *reqCtx) error {
 	return d.loadIdentity(ctx, tr.Identity, rc)
 }
 
-func (d *Daemon) loadIdentity(ctx context.Context, name string, rc *reqCtx) error {
+func (d *Daemon) loadIdentity(ctx context.Context, name string, rc *Request) error {
 	id, err := d.getIdentity(ctx, name)
 	if err != nil {
 		rc.identity = name

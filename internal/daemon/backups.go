@@ -49,7 +49,7 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 // handleBackupCreate writes a consistent copy of the state database into
 // <state-dir>/backups/<name>.db as an operation with progress. The copy is written to a
 // temporary file and renamed, so a crash never leaves a half backup under the final name.
-func (d *Daemon) handleBackupCreate(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+func (d *Daemon) handleBackupCreate(w http.ResponseWriter, r *http.Request, rc *Request) error {
 	var req api.BackupsPost
 	if len(rc.body) > 0 {
 		if err := decodeJSON(rc.body, &req); err != nil {

@@ -46,14 +46,14 @@ type Daemon struct {
 	log     *slog.Logger
 	store   store.Store
 	mux     *http.ServeMux
-	routes  []*route
-	byPat   map[string]*route
+	routes  []*Route
+	byPat   map[string]*Route
 	ops     *operations
 	events  *eventBus
 	metrics *metrics
 	started time.Time
 
-	subsystems []subsystem
+	subsystems []Subsystem
 
 	tlsConfig      *tls.Config
 	tlsFingerprint string

@@ -62,7 +62,7 @@ func (b *eventBus) close() {
 }
 
 // lifecycle publishes a change made by a request.
-func (d *Daemon) lifecycle(rc *reqCtx, action, project, source string) {
+func (d *Daemon) lifecycle(rc *Request, action, project, source string) {
 	md := map[string]string{"request_id": rc.id}
 	if rc.approvedBy != "" {
 		md["approved_by"] = rc.approvedBy
@@ -71,7 +71,7 @@ func (d *Daemon) lifecycle(rc *reqCtx, action, project, source string) {
 }
 
 // handleEvents streams events as server-sent events, filtered to what the caller may see.
-func (d *Daemon) handleEvents(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+func (d *Daemon) handleEvents(w http.ResponseWriter, r *http.Request, rc *Request) error {
 	fl, ok := w.(http.Flusher)
 	if !ok {
 		return errorf(http.StatusInternalServerError, "streaming unsupported")

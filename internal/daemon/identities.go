@@ -51,7 +51,7 @@ func addGrant(tx store.Tx, name string, g api.Grant) (api.Identity, error) {
 	return id, tx.Put(identityPrefix+name, b)
 }
 
-func (d *Daemon) handleTokenCreate(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+func (d *Daemon) handleTokenCreate(w http.ResponseWriter, r *http.Request, rc *Request) error {
 	var req api.TokensPost
 	if err := decodeJSON(rc.body, &req); err != nil {
 		return err
@@ -87,7 +87,7 @@ func (d *Daemon) handleTokenCreate(w http.ResponseWriter, r *http.Request, rc *r
 	return writeJSON(w, http.StatusCreated, tok)
 }
 
-func (d *Daemon) handleTokenList(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+func (d *Daemon) handleTokenList(w http.ResponseWriter, r *http.Request, rc *Request) error {
 	entries, err := d.store.List(r.Context(), tokenPrefix)
 	if err != nil {
 		return err
@@ -103,7 +103,7 @@ func (d *Daemon) handleTokenList(w http.ResponseWriter, r *http.Request, rc *req
 	return writeJSON(w, http.StatusOK, out)
 }
 
-func (d *Daemon) handleTokenDelete(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+func (d *Daemon) handleTokenDelete(w http.ResponseWriter, r *http.Request, rc *Request) error {
 	id := r.PathValue("id")
 	err := d.commit(r.Context(), r, rc, http.StatusOK, func(tx store.Tx) error {
 		if err := tx.Delete(tokenPrefix + id); errors.Is(err, store.ErrNotFound) {
@@ -120,7 +120,7 @@ func (d *Daemon) handleTokenDelete(w http.ResponseWriter, r *http.Request, rc *r
 	return writeJSON(w, http.StatusOK, map[string]string{"revoked": id})
 }
 
-func (d *Daemon) handleCertificateAdd(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+func (d *Daemon) handleCertificateAdd(w http.ResponseWriter, r *http.Request, rc *Request) error {
 	var req api.CertificatesPost
 	if err := decodeJSON(rc.body, &req); err != nil {
 		return err
@@ -169,7 +169,7 @@ func contains(ss []string, s string) bool {
 	return false
 }
 
-func (d *Daemon) handleIdentityList(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+func (d *Daemon) handleIdentityList(w http.ResponseWriter, r *http.Request, rc *Request) error {
 	entries, err := d.store.List(r.Context(), identityPrefix)
 	if err != nil {
 		return err
@@ -185,7 +185,7 @@ func (d *Daemon) handleIdentityList(w http.ResponseWriter, r *http.Request, rc *
 	return writeJSON(w, http.StatusOK, out)
 }
 
-func (d *Daemon) handleIdentityGet(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+func (d *Daemon) handleIdentityGet(w http.ResponseWriter, r *http.Request, rc *Request) error {
 	id, err := d.getIdentity(r.Context(), r.PathValue("name"))
 	if errors.Is(err, store.ErrNotFound) {
 		return notFound("identity %s not found: see 'finvirt identity list'", r.PathValue("name"))
@@ -197,7 +197,7 @@ func (d *Daemon) handleIdentityGet(w http.ResponseWriter, r *http.Request, rc *r
 }
 
 // handleIdentityDelete removes an identity with its tokens and certificates.
-func (d *Daemon) handleIdentityDelete(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+func (d *Daemon) handleIdentityDelete(w http.ResponseWriter, r *http.Request, rc *Request) error {
 	name := r.PathValue("name")
 	err := d.commit(r.Context(), r, rc, http.StatusOK, func(tx store.Tx) error {
 		e, err := tx.Get(identityPrefix + name)
@@ -235,7 +235,7 @@ func (d *Daemon) handleIdentityDelete(w http.ResponseWriter, r *http.Request, rc
 	return writeJSON(w, http.StatusOK, map[string]string{"deleted": name})
 }
 
-func (d *Daemon) handleInfo(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+func (d *Daemon) handleInfo(w http.ResponseWriter, r *http.Request, rc *Request) error {
 	host, _ := osHostname()
 	return writeJSON(w, http.StatusOK, api.ServerInfo{
 		APIVersion: api.Version, Version: d.cfg.Version, Hostname: host, StateDir: d.cfg.StateDir,

@@ -66,12 +66,12 @@ func newMetrics(d *Daemon) *metrics {
 	return m
 }
 
-func (m *metrics) observe(rt *route, status int, d time.Duration) {
-	m.requests.WithLabelValues(rt.path, rt.method, strconv.Itoa(status)).Inc()
-	m.latency.WithLabelValues(rt.path, rt.method).Observe(d.Seconds())
+func (m *metrics) observe(rt *Route, status int, d time.Duration) {
+	m.requests.WithLabelValues(rt.Path, rt.Method, strconv.Itoa(status)).Inc()
+	m.latency.WithLabelValues(rt.Path, rt.Method).Observe(d.Seconds())
 }
 
-func (d *Daemon) handleMetrics(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+func (d *Daemon) handleMetrics(w http.ResponseWriter, r *http.Request, rc *Request) error {
 	d.metrics.handler.ServeHTTP(w, r)
 	return nil
 }

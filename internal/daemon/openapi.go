@@ -17,34 +17,34 @@ func (d *Daemon) openAPI() map[string]any {
 	paths := map[string]map[string]any{}
 	schemas := map[string]any{}
 	for _, rt := range d.routes {
-		p := paths[rt.path]
+		p := paths[rt.Path]
 		if p == nil {
 			p = map[string]any{}
-			paths[rt.path] = p
+			paths[rt.Path] = p
 		}
 		op := map[string]any{
-			"summary":              rt.summary,
+			"summary":              rt.Summary,
 			"operationId":          operationID(rt),
-			"x-finvirt-permission": rt.perm.String(),
+			"x-finvirt-permission": rt.Perm.String(),
 			"responses": map[string]any{
-				strconv.Itoa(rt.status): response(rt.response, schemas),
+				strconv.Itoa(rt.Status): response(rt.Reply, schemas),
 				"default":               map[string]any{"description": "error", "content": jsonContent(ref("Error", schemas, errorType))},
 			},
 		}
-		if rt.action != "" {
-			op["x-finvirt-audit-action"] = rt.action
+		if rt.Action != "" {
+			op["x-finvirt-audit-action"] = rt.Action
 		}
 		var params []any
-		for _, m := range pathParamRe.FindAllStringSubmatch(rt.path, -1) {
+		for _, m := range pathParamRe.FindAllStringSubmatch(rt.Path, -1) {
 			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": map[string]any{"type": "string"}})
 		}
 		if params != nil {
 			op["parameters"] = params
 		}
-		if rt.request != nil {
-			op["requestBody"] = map[string]any{"required": true, "content": jsonContent(schemaFor(reflect.TypeOf(rt.request), schemas))}
+		if rt.Body != nil {
+			op["requestBody"] = map[string]any{"required": true, "content": jsonContent(schemaFor(reflect.TypeOf(rt.Body), schemas))}
 		}
-		p[strings.ToLower(rt.method)] = op
+		p[strings.ToLower(rt.Method)] = op
 	}
 	return map[string]any{
 		"openapi": "3.0.3",
@@ -63,9 +63,9 @@ var errorType = reflect.TypeOf(struct {
 	Code  int    `json:"code"`
 }{})
 
-func operationID(rt *route) string {
-	s := strings.NewReplacer("/1.0", "", "/", "_", "{", "", "}", "").Replace(rt.path)
-	return strings.ToLower(rt.method) + s
+func operationID(rt *Route) string {
+	s := strings.NewReplacer("/1.0", "", "/", "_", "{", "", "}", "").Replace(rt.Path)
+	return strings.ToLower(rt.Method) + s
 }
 
 func response(v any, schemas map[string]any) map[string]any {
@@ -132,6 +132,6 @@ func structSchema(t reflect.Type, schemas map[string]any) map[string]any {
 	return map[string]any{"type": "object", "properties": props}
 }
 
-func (d *Daemon) handleOpenAPI(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+func (d *Daemon) handleOpenAPI(w http.ResponseWriter, r *http.Request, rc *Request) error {
 	return writeJSON(w, http.StatusOK, d.openAPI())
 }

@@ -115,7 +115,7 @@ func (ops *operations) get(id string) (*operation, bool) {
 	return o, ok
 }
 
-func (d *Daemon) handleOperationList(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+func (d *Daemon) handleOperationList(w http.ResponseWriter, r *http.Request, rc *Request) error {
 	d.ops.mu.Lock()
 	out := []api.Operation{}
 	for _, o := range d.ops.ops {
@@ -129,7 +129,7 @@ func (d *Daemon) handleOperationList(w http.ResponseWriter, r *http.Request, rc 
 	return writeJSON(w, http.StatusOK, out)
 }
 
-func (d *Daemon) visibleOp(rc *reqCtx, id string) (*operation, error) {
+func (d *Daemon) visibleOp(rc *Request, id string) (*operation, error) {
 	o, ok := d.ops.get(id)
 	if ok {
 		op := o.snapshot()
@@ -142,7 +142,7 @@ func (d *Daemon) visibleOp(rc *reqCtx, id string) (*operation, error) {
 
 // handleOperationGet returns an operation; with ?wait=N it blocks up to N seconds (or
 // until the operation finishes).
-func (d *Daemon) handleOperationGet(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+func (d *Daemon) handleOperationGet(w http.ResponseWriter, r *http.Request, rc *Request) error {
 	o, err := d.visibleOp(rc, r.PathValue("id"))
 	if err != nil {
 		return err
@@ -161,7 +161,7 @@ func (d *Daemon) handleOperationGet(w http.ResponseWriter, r *http.Request, rc *
 	return writeJSON(w, http.StatusOK, o.snapshot())
 }
 
-func (d *Daemon) handleOperationCancel(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+func (d *Daemon) handleOperationCancel(w http.ResponseWriter, r *http.Request, rc *Request) error {
 	o, err := d.visibleOp(rc, r.PathValue("id"))
 	if err != nil {
 		return err

@@ -91,7 +91,7 @@ func (d *Daemon) bootstrap(ctx context.Context) error {
 // handleProjectList streams the stored project documents without decoding them: the
 // stored JSON already is the API form, only its trailing revision is filled in from the
 // store. This keeps a list of 10,000 projects well inside the 50 ms budget.
-func (d *Daemon) handleProjectList(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+func (d *Daemon) handleProjectList(w http.ResponseWriter, r *http.Request, rc *Request) error {
 	entries, err := d.store.List(r.Context(), projectPrefix)
 	if err != nil {
 		return err
@@ -136,7 +136,7 @@ func (d *Daemon) handleProjectList(w http.ResponseWriter, r *http.Request, rc *r
 // (the store's ModRev is the truth) and Revision is the struct's last field.
 const revisionTail = `"revision":0}`
 
-func (d *Daemon) handleProjectGet(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+func (d *Daemon) handleProjectGet(w http.ResponseWriter, r *http.Request, rc *Request) error {
 	p, err := d.getProject(r.Context(), r.PathValue("name"))
 	if err != nil {
 		return err
@@ -145,7 +145,7 @@ func (d *Daemon) handleProjectGet(w http.ResponseWriter, r *http.Request, rc *re
 	return writeJSON(w, http.StatusOK, p)
 }
 
-func (d *Daemon) handleProjectCreate(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+func (d *Daemon) handleProjectCreate(w http.ResponseWriter, r *http.Request, rc *Request) error {
 	var req api.ProjectsPost
 	if err := decodeJSON(rc.body, &req); err != nil {
 		return err
@@ -189,7 +189,7 @@ func patchDestructive(r *http.Request, body []byte) bool {
 	return patch.Protected != nil && !*patch.Protected
 }
 
-func (d *Daemon) handleProjectPatch(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+func (d *Daemon) handleProjectPatch(w http.ResponseWriter, r *http.Request, rc *Request) error {
 	name := r.PathValue("name")
 	rc.target = "project/" + name
 	var patch api.ProjectPatch
@@ -243,7 +243,7 @@ func (d *Daemon) handleProjectPatch(w http.ResponseWriter, r *http.Request, rc *
 	return writeJSON(w, http.StatusOK, out)
 }
 
-func (d *Daemon) handleProjectDelete(w http.ResponseWriter, r *http.Request, rc *reqCtx) error {
+func (d *Daemon) handleProjectDelete(w http.ResponseWriter, r *http.Request, rc *Request) error {
 	name := r.PathValue("name")
 	rc.target = "project/" + name
 	if name == DefaultProject {

@@ -19,30 +19,30 @@ import (
 
 // route is one API endpoint: its pattern, what it needs, and how it is audited. The same
 // table drives the HTTP mux, RBAC, the audit trail and the OpenAPI document.
-type route struct {
-	method  string
-	path    string // ServeMux pattern path, e.g. /1.0/projects/{name}
-	summary string
-	perm    auth.Perm
-	// project names the project the permission applies to ("" for global actions).
-	project func(d *Daemon, r *http.Request) (string, error)
-	action  string // audit action, e.g. project.create; mutating routes only
-	// destructive says whether the request needs four-eyes approval in a protected project.
-	destructive func(r *http.Request, body []byte) bool
-	// target names the audited object from the request (default: the request path).
-	target   func(r *http.Request) string
-	request  any // body type, for OpenAPI
-	response any // success body type, for OpenAPI
-	status   int // success status, for OpenAPI
-	handler  func(d *Daemon, w http.ResponseWriter, r *http.Request, rc *reqCtx) error
+type Route struct {
+	Method  string
+	Path    string // ServeMux pattern path, e.g. /1.0/projects/{name}
+	Summary string
+	Perm    auth.Perm
+	// Project names the project the permission applies to ("" for global actions).
+	Project func(d *Daemon, r *http.Request) (string, error)
+	Action  string // audit action, e.g. project.create; mutating routes only
+	// Destructive says whether the request needs four-eyes approval in a protected project.
+	Destructive func(r *http.Request, body []byte) bool
+	// Target names the audited object from the request (default: the request path).
+	Target  func(r *http.Request) string
+	Body    any // request body type, for OpenAPI
+	Reply   any // success body type, for OpenAPI
+	Status  int // success status, for OpenAPI
+	Handler func(d *Daemon, w http.ResponseWriter, r *http.Request, rq *Request) error
 }
 
-func (rt *route) pattern() string { return rt.method + " " + rt.path }
+func (rt *Route) pattern() string { return rt.Method + " " + rt.Path }
 
-func (rt *route) mutating() bool { return rt.method != http.MethodGet && rt.method != http.MethodHead }
+func (rt *Route) mutating() bool { return rt.Method != http.MethodGet && rt.Method != http.MethodHead }
 
-// reqCtx is what the middleware learned about a request.
-type reqCtx struct {
+// Request is what the middleware learned about a request.
+type Request struct {
 	id         string
 	identity   string
 	grants     []api.Grant
@@ -52,7 +52,7 @@ type reqCtx struct {
 	body       []byte
 	approvedBy string // set when carrying out an approved four-eyes request
 	audited    bool   // the handler wrote the audit record in its own transaction
-	route      *route
+	route      *Route
 }
 
 // apiError is an error with the HTTP status it maps to.
@@ -95,7 +95,7 @@ func newID() string {
 // filed instead of running the handler).
 var errAnswered = errors.New("answered")
 
-// execKey carries a pre-authenticated reqCtx for an approved request being carried out.
+// execKey carries a pre-authenticated Request for an approved request being carried out.
 type execKey struct{}
 
 // statusWriter records the status a handler wrote.
@@ -124,15 +124,15 @@ func (w *statusWriter) Flush() {
 	}
 }
 
-func (d *Daemon) register(rt *route) {
-	if rt.project == nil {
-		rt.project = func(*Daemon, *http.Request) (string, error) { return "", nil }
+func (d *Daemon) register(rt *Route) {
+	if rt.Project == nil {
+		rt.Project = func(*Daemon, *http.Request) (string, error) { return "", nil }
 	}
-	if rt.destructive == nil {
-		rt.destructive = never
+	if rt.Destructive == nil {
+		rt.Destructive = never
 	}
-	if rt.status == 0 {
-		rt.status = http.StatusOK
+	if rt.Status == 0 {
+		rt.Status = http.StatusOK
 	}
 	d.routes = append(d.routes, rt)
 	d.byPat[rt.pattern()] = rt
@@ -141,12 +141,12 @@ func (d *Daemon) register(rt *route) {
 
 // handle is the middleware every request passes: request id, authentication, body cap,
 // authorization, four-eyes, the handler, metrics and the audit record.
-func (d *Daemon) handle(rt *route, w http.ResponseWriter, r *http.Request) {
+func (d *Daemon) handle(rt *Route, w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
-	rc, pre := r.Context().Value(execKey{}).(*reqCtx)
+	rc, pre := r.Context().Value(execKey{}).(*Request)
 	if !pre {
-		rc = &reqCtx{id: r.Header.Get("X-Request-Id")}
+		rc = &Request{id: r.Header.Get("X-Request-Id")}
 		if !requestIDRe.MatchString(rc.id) {
 			rc.id = newID()
 		}
@@ -155,7 +155,7 @@ func (d *Daemon) handle(rt *route, w http.ResponseWriter, r *http.Request) {
 	sw.Header().Set("X-Request-Id", rc.id)
 	err := d.prepare(rt, sw, r, rc, pre)
 	if err == nil {
-		err = rt.handler(d, sw, r, rc)
+		err = rt.Handler(d, sw, r, rc)
 	}
 	if errors.Is(err, errAnswered) {
 		err = nil
@@ -173,23 +173,23 @@ func (d *Daemon) handle(rt *route, w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (d *Daemon) prepare(rt *route, w http.ResponseWriter, r *http.Request, rc *reqCtx, pre bool) error {
+func (d *Daemon) prepare(rt *Route, w http.ResponseWriter, r *http.Request, rc *Request, pre bool) error {
 	if !pre {
 		rc.source = sourceOf(r)
 		if err := d.authenticate(r, rc); err != nil {
 			return err
 		}
 	}
-	project, err := rt.project(d, r)
+	project, err := rt.Project(d, r)
 	if err != nil {
 		return err
 	}
 	rc.project = project
-	if rt.target != nil {
-		rc.target = rt.target(r)
+	if rt.Target != nil {
+		rc.target = rt.Target(r)
 	}
-	if !auth.Allowed(rc.grants, rt.perm, project) {
-		return forbidden("%s may not %s %s: needs %s%s", rc.identity, r.Method, r.URL.Path, rt.perm, projectSuffix(project))
+	if !auth.Allowed(rc.grants, rt.Perm, project) {
+		return forbidden("%s may not %s %s: needs %s%s", rc.identity, r.Method, r.URL.Path, rt.Perm, projectSuffix(project))
 	}
 	if rt.mutating() && !pre {
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, d.cfg.MaxBodyBytes))
@@ -203,7 +203,7 @@ func (d *Daemon) prepare(rt *route, w http.ResponseWriter, r *http.Request, rc *
 		rc.body = body
 	}
 	r.Body = io.NopCloser(bytes.NewReader(rc.body))
-	if rt.mutating() && rc.approvedBy == "" && project != "" && rt.destructive(r, rc.body) {
+	if rt.mutating() && rc.approvedBy == "" && project != "" && rt.Destructive(r, rc.body) {
 		p, err := d.getProject(r.Context(), project)
 		if err == nil && p.Protected {
 			if err := d.requestApproval(w, r, rc); err != nil {
@@ -225,7 +225,7 @@ func projectSuffix(p string) string {
 
 // dispatchApproved carries out a stored request as its original requester, with the
 // approver recorded, through the same route table and handlers as any other request.
-func (d *Daemon) dispatchApproved(ctx context.Context, requester *reqCtx, method, path string, body []byte) (int, []byte) {
+func (d *Daemon) dispatchApproved(ctx context.Context, requester *Request, method, path string, body []byte) (int, []byte) {
 	req, _ := http.NewRequestWithContext(context.WithValue(ctx, execKey{}, requester), method, path, bytes.NewReader(body))
 	rec := &bufferWriter{header: http.Header{}}
 	requester.body = body

@@ -11,40 +11,40 @@ import (
 // how it is audited (action) and whether it needs four-eyes approval in a protected project.
 func (d *Daemon) buildRoutes() {
 	d.mux = http.NewServeMux()
-	d.byPat = map[string]*route{}
-	for _, rt := range []*route{
-		{method: "GET", path: "/1.0", summary: "Server information and the caller's identity", perm: auth.PermAuthenticated, response: api.ServerInfo{}, handler: (*Daemon).handleInfo},
-		{method: "GET", path: "/1.0/openapi.json", summary: "This API's OpenAPI document", perm: auth.PermAuthenticated, handler: (*Daemon).handleOpenAPI},
-		{method: "GET", path: "/1.0/metrics", summary: "Prometheus metrics", perm: auth.PermGlobalRead, handler: (*Daemon).handleMetrics},
-		{method: "GET", path: "/1.0/events", summary: "Server-sent event stream of lifecycle and operation events", perm: auth.PermAuthenticated, response: api.Event{}, handler: (*Daemon).handleEvents},
+	d.byPat = map[string]*Route{}
+	for _, rt := range []*Route{
+		{Method: "GET", Path: "/1.0", Summary: "Server information and the caller's identity", Perm: auth.PermAuthenticated, Reply: api.ServerInfo{}, Handler: (*Daemon).handleInfo},
+		{Method: "GET", Path: "/1.0/openapi.json", Summary: "This API's OpenAPI document", Perm: auth.PermAuthenticated, Handler: (*Daemon).handleOpenAPI},
+		{Method: "GET", Path: "/1.0/metrics", Summary: "Prometheus metrics", Perm: auth.PermGlobalRead, Handler: (*Daemon).handleMetrics},
+		{Method: "GET", Path: "/1.0/events", Summary: "Server-sent event stream of lifecycle and operation events", Perm: auth.PermAuthenticated, Reply: api.Event{}, Handler: (*Daemon).handleEvents},
 
-		{method: "GET", path: "/1.0/projects", summary: "List the projects the caller may see", perm: auth.PermAuthenticated, response: []api.Project{}, handler: (*Daemon).handleProjectList},
-		{method: "POST", path: "/1.0/projects", summary: "Create a project", perm: auth.PermAdmin, action: "project.create", request: api.ProjectsPost{}, response: api.Project{}, status: 201, handler: (*Daemon).handleProjectCreate},
-		{method: "GET", path: "/1.0/projects/{name}", summary: "Show a project with its limits and usage", perm: auth.PermProjectRead, project: pathProject("name"), response: api.Project{}, handler: (*Daemon).handleProjectGet},
-		{method: "PATCH", path: "/1.0/projects/{name}", summary: "Change a project's description, protection or limits", perm: auth.PermAdmin, project: pathProject("name"), target: pathTarget("project", "name"), action: "project.update", destructive: patchDestructive, request: api.ProjectPatch{}, response: api.Project{}, handler: (*Daemon).handleProjectPatch},
-		{method: "DELETE", path: "/1.0/projects/{name}", summary: "Delete an empty project", perm: auth.PermAdmin, project: pathProject("name"), target: pathTarget("project", "name"), action: "project.delete", destructive: always, handler: (*Daemon).handleProjectDelete},
+		{Method: "GET", Path: "/1.0/projects", Summary: "List the projects the caller may see", Perm: auth.PermAuthenticated, Reply: []api.Project{}, Handler: (*Daemon).handleProjectList},
+		{Method: "POST", Path: "/1.0/projects", Summary: "Create a project", Perm: auth.PermAdmin, Action: "project.create", Body: api.ProjectsPost{}, Reply: api.Project{}, Status: 201, Handler: (*Daemon).handleProjectCreate},
+		{Method: "GET", Path: "/1.0/projects/{name}", Summary: "Show a project with its limits and usage", Perm: auth.PermProjectRead, Project: pathProject("name"), Reply: api.Project{}, Handler: (*Daemon).handleProjectGet},
+		{Method: "PATCH", Path: "/1.0/projects/{name}", Summary: "Change a project's description, protection or limits", Perm: auth.PermAdmin, Project: pathProject("name"), Target: pathTarget("project", "name"), Action: "project.update", Destructive: patchDestructive, Body: api.ProjectPatch{}, Reply: api.Project{}, Handler: (*Daemon).handleProjectPatch},
+		{Method: "DELETE", Path: "/1.0/projects/{name}", Summary: "Delete an empty project", Perm: auth.PermAdmin, Project: pathProject("name"), Target: pathTarget("project", "name"), Action: "project.delete", Destructive: always, Handler: (*Daemon).handleProjectDelete},
 
-		{method: "GET", path: "/1.0/identities", summary: "List identities and their grants", perm: auth.PermGlobalRead, response: []api.Identity{}, handler: (*Daemon).handleIdentityList},
-		{method: "GET", path: "/1.0/identities/{name}", summary: "Show an identity", perm: auth.PermGlobalRead, response: api.Identity{}, handler: (*Daemon).handleIdentityGet},
-		{method: "DELETE", path: "/1.0/identities/{name}", summary: "Delete an identity with its tokens and certificates", perm: auth.PermAdmin, target: pathTarget("identity", "name"), action: "identity.delete", handler: (*Daemon).handleIdentityDelete},
-		{method: "GET", path: "/1.0/tokens", summary: "List issued tokens (never their secrets)", perm: auth.PermGlobalRead, response: []api.Token{}, handler: (*Daemon).handleTokenList},
-		{method: "POST", path: "/1.0/tokens", summary: "Issue a bearer token, granting the identity a role", perm: auth.PermAdmin, action: "token.create", request: api.TokensPost{}, response: api.Token{}, status: 201, handler: (*Daemon).handleTokenCreate},
-		{method: "DELETE", path: "/1.0/tokens/{id}", summary: "Revoke a token", perm: auth.PermAdmin, target: pathTarget("token", "id"), action: "token.revoke", handler: (*Daemon).handleTokenDelete},
-		{method: "POST", path: "/1.0/certificates", summary: "Trust a client certificate for an identity, granting a role", perm: auth.PermAdmin, action: "certificate.add", request: api.CertificatesPost{}, response: api.Identity{}, status: 201, handler: (*Daemon).handleCertificateAdd},
+		{Method: "GET", Path: "/1.0/identities", Summary: "List identities and their grants", Perm: auth.PermGlobalRead, Reply: []api.Identity{}, Handler: (*Daemon).handleIdentityList},
+		{Method: "GET", Path: "/1.0/identities/{name}", Summary: "Show an identity", Perm: auth.PermGlobalRead, Reply: api.Identity{}, Handler: (*Daemon).handleIdentityGet},
+		{Method: "DELETE", Path: "/1.0/identities/{name}", Summary: "Delete an identity with its tokens and certificates", Perm: auth.PermAdmin, Target: pathTarget("identity", "name"), Action: "identity.delete", Handler: (*Daemon).handleIdentityDelete},
+		{Method: "GET", Path: "/1.0/tokens", Summary: "List issued tokens (never their secrets)", Perm: auth.PermGlobalRead, Reply: []api.Token{}, Handler: (*Daemon).handleTokenList},
+		{Method: "POST", Path: "/1.0/tokens", Summary: "Issue a bearer token, granting the identity a role", Perm: auth.PermAdmin, Action: "token.create", Body: api.TokensPost{}, Reply: api.Token{}, Status: 201, Handler: (*Daemon).handleTokenCreate},
+		{Method: "DELETE", Path: "/1.0/tokens/{id}", Summary: "Revoke a token", Perm: auth.PermAdmin, Target: pathTarget("token", "id"), Action: "token.revoke", Handler: (*Daemon).handleTokenDelete},
+		{Method: "POST", Path: "/1.0/certificates", Summary: "Trust a client certificate for an identity, granting a role", Perm: auth.PermAdmin, Action: "certificate.add", Body: api.CertificatesPost{}, Reply: api.Identity{}, Status: 201, Handler: (*Daemon).handleCertificateAdd},
 
-		{method: "GET", path: "/1.0/approvals", summary: "List four-eyes approvals the caller may see", perm: auth.PermAuthenticated, response: []api.Approval{}, handler: (*Daemon).handleApprovalList},
-		{method: "GET", path: "/1.0/approvals/{id}", summary: "Show an approval", perm: auth.PermAuthenticated, response: api.Approval{}, handler: (*Daemon).handleApprovalGet},
-		{method: "POST", path: "/1.0/approvals/{id}/approve", summary: "Approve and carry out a request (a different identity than the requester)", perm: auth.PermApprove, project: approvalProject, target: pathTarget("approval", "id"), action: "approval.approve", request: api.ApprovalDecision{}, response: api.Approval{}, handler: approvalDecide(true)},
-		{method: "POST", path: "/1.0/approvals/{id}/reject", summary: "Reject a request", perm: auth.PermApprove, project: approvalProject, target: pathTarget("approval", "id"), action: "approval.reject", request: api.ApprovalDecision{}, response: api.Approval{}, handler: approvalDecide(false)},
+		{Method: "GET", Path: "/1.0/approvals", Summary: "List four-eyes approvals the caller may see", Perm: auth.PermAuthenticated, Reply: []api.Approval{}, Handler: (*Daemon).handleApprovalList},
+		{Method: "GET", Path: "/1.0/approvals/{id}", Summary: "Show an approval", Perm: auth.PermAuthenticated, Reply: api.Approval{}, Handler: (*Daemon).handleApprovalGet},
+		{Method: "POST", Path: "/1.0/approvals/{id}/approve", Summary: "Approve and carry out a request (a different identity than the requester)", Perm: auth.PermApprove, Project: approvalProject, Target: pathTarget("approval", "id"), Action: "approval.approve", Body: api.ApprovalDecision{}, Reply: api.Approval{}, Handler: approvalDecide(true)},
+		{Method: "POST", Path: "/1.0/approvals/{id}/reject", Summary: "Reject a request", Perm: auth.PermApprove, Project: approvalProject, Target: pathTarget("approval", "id"), Action: "approval.reject", Body: api.ApprovalDecision{}, Reply: api.Approval{}, Handler: approvalDecide(false)},
 
-		{method: "GET", path: "/1.0/audit", summary: "Audit records (?since=RFC3339|seq|duration, ?limit=N, ?format=jsonl for SIEM export)", perm: auth.PermAuditRead, response: []api.AuditRecord{}, handler: (*Daemon).handleAuditList},
-		{method: "GET", path: "/1.0/audit/verify", summary: "Verify the audit hash chain", perm: auth.PermAuditRead, response: api.AuditVerifyResult{}, handler: (*Daemon).handleAuditVerify},
+		{Method: "GET", Path: "/1.0/audit", Summary: "Audit records (?since=RFC3339|seq|duration, ?limit=N, ?format=jsonl for SIEM export)", Perm: auth.PermAuditRead, Reply: []api.AuditRecord{}, Handler: (*Daemon).handleAuditList},
+		{Method: "GET", Path: "/1.0/audit/verify", Summary: "Verify the audit hash chain", Perm: auth.PermAuditRead, Reply: api.AuditVerifyResult{}, Handler: (*Daemon).handleAuditVerify},
 
-		{method: "GET", path: "/1.0/operations", summary: "List operations", perm: auth.PermAuthenticated, response: []api.Operation{}, handler: (*Daemon).handleOperationList},
-		{method: "GET", path: "/1.0/operations/{id}", summary: "Show an operation (?wait=seconds blocks until it ends)", perm: auth.PermAuthenticated, response: api.Operation{}, handler: (*Daemon).handleOperationGet},
-		{method: "DELETE", path: "/1.0/operations/{id}", summary: "Cancel a running operation", perm: auth.PermAuthenticated, target: pathTarget("operation", "id"), action: "operation.cancel", response: api.Operation{}, handler: (*Daemon).handleOperationCancel},
+		{Method: "GET", Path: "/1.0/operations", Summary: "List operations", Perm: auth.PermAuthenticated, Reply: []api.Operation{}, Handler: (*Daemon).handleOperationList},
+		{Method: "GET", Path: "/1.0/operations/{id}", Summary: "Show an operation (?wait=seconds blocks until it ends)", Perm: auth.PermAuthenticated, Reply: api.Operation{}, Handler: (*Daemon).handleOperationGet},
+		{Method: "DELETE", Path: "/1.0/operations/{id}", Summary: "Cancel a running operation", Perm: auth.PermAuthenticated, Target: pathTarget("operation", "id"), Action: "operation.cancel", Reply: api.Operation{}, Handler: (*Daemon).handleOperationCancel},
 
-		{method: "POST", path: "/1.0/backups", summary: "Back up the state database (an operation)", perm: auth.PermAdmin, action: "backup.create", request: api.BackupsPost{}, response: api.Operation{}, status: 202, handler: (*Daemon).handleBackupCreate},
+		{Method: "POST", Path: "/1.0/backups", Summary: "Back up the state database (an operation)", Perm: auth.PermAdmin, Action: "backup.create", Body: api.BackupsPost{}, Reply: api.Operation{}, Status: 202, Handler: (*Daemon).handleBackupCreate},
 	} {
 		d.register(rt)
 	}

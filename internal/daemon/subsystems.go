@@ -12,29 +12,30 @@ import (
 	"github.com/finvirt/finvirt/internal/store"
 )
 
-// subsystem is a part of the daemon that owns one kind of object (instances, images,
+// Subsystem is a part of the daemon that owns one kind of object (instances, images,
 // storage pools and volumes, networks). Each lives in its own files and registers itself
 // from init(), so the core never lists them and they never edit each other's files.
-type subsystem interface {
-	// name is used in logs and errors.
-	name() string
-	// routes are added to the API (RBAC, audit, OpenAPI and metrics come with them).
-	routes() []*route
-	// start runs after the store is open and before the API serves: re-attach to what
+type Subsystem interface {
+	// Name is used in logs and errors.
+	Name() string
+	// Routes are added to the API (RBAC, audit, OpenAPI and metrics come with them).
+	Routes() []*Route
+	// Start runs after the store is open and before the API serves: re-attach to what
 	// survived a daemon restart, clean strays, start reconcile loops.
-	start(ctx context.Context) error
-	// stop is called on shutdown before the store closes; it must not stop workloads
+	Start(ctx context.Context) error
+	// Stop is called on shutdown before the store closes; it must not stop workloads
 	// (VMs keep running across daemon restarts).
-	stop()
+	Stop()
 }
 
 var (
 	subsystemMu        sync.Mutex
-	subsystemFactories []func(*Daemon) (subsystem, error)
+	subsystemFactories []func(*Daemon) (Subsystem, error)
 )
 
-// registerSubsystem is called from init() in a subsystem's file.
-func registerSubsystem(f func(*Daemon) (subsystem, error)) {
+// Register is called from init() in a subsystem's package; the binary imports the
+// package for that side effect.
+func Register(f func(*Daemon) (Subsystem, error)) {
 	subsystemMu.Lock()
 	defer subsystemMu.Unlock()
 	subsystemFactories = append(subsystemFactories, f)
@@ -42,14 +43,14 @@ func registerSubsystem(f func(*Daemon) (subsystem, error)) {
 
 func (d *Daemon) loadSubsystems() error {
 	subsystemMu.Lock()
-	factories := append([]func(*Daemon) (subsystem, error){}, subsystemFactories...)
+	factories := append([]func(*Daemon) (Subsystem, error){}, subsystemFactories...)
 	subsystemMu.Unlock()
 	for _, f := range factories {
 		s, err := f(d)
 		if err != nil {
 			return err
 		}
-		for _, rt := range s.routes() {
+		for _, rt := range s.Routes() {
 			d.register(rt)
 		}
 		d.subsystems = append(d.subsystems, s)
@@ -59,8 +60,8 @@ func (d *Daemon) loadSubsystems() error {
 
 func (d *Daemon) startSubsystems(ctx context.Context) error {
 	for _, s := range d.subsystems {
-		if err := s.start(ctx); err != nil {
-			return fmt.Errorf("start %s: %w", s.name(), err)
+		if err := s.Start(ctx); err != nil {
+			return fmt.Errorf("start %s: %w", s.Name(), err)
 		}
 	}
 	return nil
@@ -68,7 +69,7 @@ func (d *Daemon) startSubsystems(ctx context.Context) error {
 
 func (d *Daemon) stopSubsystems() {
 	for i := len(d.subsystems) - 1; i >= 0; i-- {
-		d.subsystems[i].stop()
+		d.subsystems[i].Stop()
 	}
 }
 
