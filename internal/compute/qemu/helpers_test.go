@@ -94,10 +94,14 @@ func bootAppliance(t testing.TB, d *Driver, spec compute.Spec) compute.Info {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := testvm.WaitLog(ctx, info.SerialLog, testvm.Marker, 0); err != nil {
+	if _, err := waitMarker(ctx, info); err != nil {
 		t.Fatalf("boot: %v", err)
 	}
 	return info
+}
+
+func waitMarker(ctx context.Context, info compute.Info) (int, error) {
+	return testvm.WaitLog(ctx, info.SerialLog, testvm.Marker, 0)
 }
 
 // consoleCommand types a line on the instance's interactive console socket and keeps the
