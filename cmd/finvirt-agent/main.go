@@ -59,9 +59,15 @@ func initMain(configPath, portName string) {
 	if mountErr != nil {
 		logf("%v", mountErr)
 	}
-	if n, err := guest.LoadModules("/etc/finvirt/modules"); err != nil {
-		logf("loaded %d modules; errors: %v", n, err)
-	}
+	// Modules load in the background: the port appears as soon as virtio_console (listed
+	// first) is in, and serving it does not wait for the disk and network drivers.
+	modulesDone := make(chan struct{})
+	go func() {
+		defer close(modulesDone)
+		if n, err := guest.LoadModules("/etc/finvirt/modules"); err != nil {
+			logf("loaded %d modules; errors: %v", n, err)
+		}
+	}()
 	cfg, err := agent.LoadConfig(configPath)
 	if err != nil {
 		// Keep going with what parsed: the host can still reach the agent and diagnose.
@@ -95,6 +101,7 @@ func initMain(configPath, portName string) {
 	go func() { <-sigs; powerOff(0) }()
 	go func() {
 		// evdev nodes appear shortly after the modules load.
+		<-modulesDone
 		for i := 0; i < 50; i++ {
 			if guest.WatchPowerButton(func() { powerOff(0) }) > 0 {
 				return
@@ -119,6 +126,7 @@ func initMain(configPath, portName string) {
 		}
 	}()
 
+	<-modulesDone
 	ctx := context.Background()
 	if err := guest.ConfigureNetwork(ctx, cfg, 10*time.Second); err != nil {
 		logf("network: %v", err)

@@ -108,7 +108,9 @@ func (c *Client) allocID() uint32 {
 // can swallow the first one.
 func (c *Client) handshake(ctx context.Context) error {
 	req, _ := json.Marshal(proto.Request{Op: proto.OpHello, Nonce: c.nonce})
-	t := time.NewTicker(time.Second)
+	// Repeat quickly: a hello that reached the port before the agent opened it can be lost,
+	// and boot-to-ready is on the critical path of every appliance start.
+	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	// A frame header left half-written by an earlier host makes the agent wait for its
 	// payload; a frame's worth of zeros completes it (the CRC then fails and the agent skips

@@ -14,8 +14,12 @@ import (
 
 // RequiredModules are the virtio drivers every appliance loads; the agent cannot reach the host
 // or its disks without them.
+//
+// The order is the load order: virtio_console first because the agent's channel needs it and
+// boot-to-ready waits for it; virtio_pci last because -M microvm has no PCI bus (the agent
+// skips PCI modules there).
 var RequiredModules = []string{
-	"virtio_mmio", "virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "virtio_balloon",
+	"virtio_mmio", "virtio_console", "virtio_blk", "virtio_net", "virtio_balloon", "virtio_pci",
 }
 
 // OptionalModules are loaded when the kernel has them: evdev and button expose the ACPI power

@@ -63,11 +63,15 @@ func LoadModules(listPath string) (loaded int, err error) {
 	}
 	defer f.Close()
 	var errs []error
+	noPCI := !hasPCI()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		p := strings.TrimSpace(sc.Text())
 		if p == "" || strings.HasPrefix(p, "#") {
 			continue
+		}
+		if noPCI && strings.HasPrefix(filepath.Base(p), "virtio_pci") {
+			continue // -M microvm: no PCI bus, loading the PCI transport only costs boot time
 		}
 		if err := loadModule(p); err != nil {
 			errs = append(errs, err)
@@ -76,6 +80,12 @@ func LoadModules(listPath string) (loaded int, err error) {
 		loaded++
 	}
 	return loaded, errors.Join(errs...)
+}
+
+// hasPCI reports whether the machine has any PCI device (q35/pc do; microvm does not).
+func hasPCI() bool {
+	ents, err := os.ReadDir("/sys/bus/pci/devices")
+	return err == nil && len(ents) > 0
 }
 
 func loadModule(p string) error {
