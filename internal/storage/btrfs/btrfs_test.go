@@ -15,7 +15,7 @@ import (
 	"github.com/finvirt/finvirt/internal/storage/storagetest"
 )
 
-func requireBtrfs(t *testing.T) {
+func requireBtrfs(t testing.TB) {
 	t.Helper()
 	storagetest.RequireTools(t, "mkfs.btrfs", "btrfs", "blkid", "wipefs", "losetup")
 	if err := loopdev.Available(); err != nil {
@@ -28,19 +28,23 @@ func requireBtrfs(t *testing.T) {
 }
 
 // newConfig attaches n fresh loop devices and returns a config for a pool over them.
-func newConfig(t *testing.T, n int, profile string) storage.PoolConfig {
+func newConfig(t testing.TB, n int, profile string) storage.PoolConfig {
+	return newConfigSize(t, n, profile, 2<<30)
+}
+
+func newConfigSize(t testing.TB, n int, profile string, size int64) storage.PoolConfig {
 	t.Helper()
 	requireBtrfs(t)
 	var devs []string
 	for i := 0; i < n; i++ {
-		devs = append(devs, loopdev.New(t, 2<<30))
+		devs = append(devs, loopdev.New(t, size))
 	}
 	root := t.TempDir()
 	return storage.PoolConfig{Name: "bt" + fsutil.RandomID(4), Driver: DriverName, Path: filepath.Join(root, "mnt"),
 		Devices: devs, Profile: profile, MasterKeyFile: filepath.Join(root, "master.key")}
 }
 
-func create(t *testing.T, cfg storage.PoolConfig) storage.Pool {
+func create(t testing.TB, cfg storage.PoolConfig) storage.Pool {
 	t.Helper()
 	p, err := storage.CreatePool(context.Background(), cfg)
 	if err != nil {
@@ -51,7 +55,7 @@ func create(t *testing.T, cfg storage.PoolConfig) storage.Pool {
 }
 
 // closePool unmounts whatever is mounted at the pool path (reopened pools included).
-func closePool(t *testing.T, cfg storage.PoolConfig) {
+func closePool(t testing.TB, cfg storage.PoolConfig) {
 	for isMountpoint(cfg.Path) {
 		if err := umount(context.Background(), cfg.Path); err != nil {
 			t.Errorf("cleanup: %v", err)

@@ -47,6 +47,10 @@ func (p *Pool) ExportVolumeFile(ctx context.Context, name string, format storage
 		os.Remove(tmp)
 		return storage.Wrap(storage.ErrInvalid, obj, err, "check free space at "+filepath.Dir(path), "export failed")
 	}
+	if err := fsutil.SyncFile(tmp); err != nil {
+		os.Remove(tmp)
+		return storage.Wrap(storage.ErrInvalid, obj, err, "", "cannot flush export")
+	}
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
 		return storage.Wrap(storage.ErrInvalid, obj, err, "", "cannot place export at %s", path)
@@ -113,6 +117,9 @@ func (p *Pool) ImportVolume(ctx context.Context, path, name string, opts storage
 	}
 	if err := qemuimg.Convert(ctx, co); err != nil {
 		return storage.Volume{}, storage.Wrap(storage.ErrInvalid, fmt.Sprintf("image %q", path), err, "check the image and free space", "conversion failed")
+	}
+	if err := fsutil.SyncFile(co.Dst); err != nil {
+		return storage.Volume{}, storage.Wrap(storage.ErrInvalid, fmt.Sprintf("volume %q", name), err, "check the disk", "cannot flush imported data")
 	}
 	if err := writeMeta(tmp, m); err != nil {
 		return storage.Volume{}, err

@@ -11,7 +11,7 @@ import (
 	"github.com/finvirt/finvirt/internal/storage/storagetest"
 )
 
-func newPool(t *testing.T) storage.Pool {
+func newPool(t testing.TB) storage.Pool {
 	t.Helper()
 	root := t.TempDir()
 	p, err := storage.CreatePool(context.Background(), storage.PoolConfig{
@@ -24,7 +24,9 @@ func newPool(t *testing.T) storage.Pool {
 	return p
 }
 
-func TestConformance(t *testing.T) { storagetest.Run(t, newPool) }
+func TestConformance(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) storage.Pool { return newPool(t) })
+}
 
 func TestCreateRefusesNonEmptyDir(t *testing.T) {
 	dir := t.TempDir()

@@ -46,6 +46,10 @@ func (p *Pool) ExportVolumeFile(ctx context.Context, name string, format storage
 		os.Remove(tmp)
 		return storage.Wrap(storage.ErrInvalid, objName("volume", name), err, "check free space at "+filepath.Dir(path), "export failed")
 	}
+	if err := fsutil.SyncFile(tmp); err != nil {
+		os.Remove(tmp)
+		return storage.Wrap(storage.ErrInvalid, objName("volume", name), err, "", "cannot flush export")
+	}
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
 		return storage.Wrap(storage.ErrInvalid, objName("volume", name), err, "", "cannot place export at %s", path)
@@ -110,6 +114,9 @@ func (p *Pool) ImportVolume(ctx context.Context, path, name string, opts storage
 	}
 	if err := qemuimg.Convert(ctx, co); err != nil {
 		return storage.Volume{}, storage.Wrap(storage.ErrInvalid, objName("image", path), err, "check the image and free space", "conversion failed")
+	}
+	if err := fsutil.SyncFile(tmp); err != nil {
+		return storage.Volume{}, storage.Wrap(storage.ErrInvalid, objName("volume", name), err, "check the disk", "cannot flush imported data")
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

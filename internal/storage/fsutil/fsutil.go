@@ -120,3 +120,14 @@ func Statfs(path string) (total, free uint64, err error) {
 	}
 	return s.Blocks * uint64(s.Bsize), s.Bavail * uint64(s.Bsize), nil
 }
+
+// SyncFile fsyncs a file: qemu-img convert writes with cache=unsafe by default (fast), so the
+// drivers make the data durable themselves before renaming it into place.
+func SyncFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}

@@ -12,7 +12,7 @@ import (
 	"github.com/finvirt/finvirt/internal/storage"
 )
 
-func runQemuIO(t *testing.T, args []string) (string, error) {
+func runQemuIO(t testing.TB, args []string) (string, error) {
 	out, err := exec.CommandContext(Ctx(t), "qemu-io", args...).CombinedOutput()
 	if err == nil && strings.Contains(string(out), "failed") {
 		err = errors.New("qemu-io reported a failure")

@@ -23,14 +23,14 @@ const (
 )
 
 // Ctx returns a context with a generous deadline for a loaded machine.
-func Ctx(t *testing.T) context.Context {
+func Ctx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
 }
 
 // RequireTools skips the test when a tool the suite needs is missing.
-func RequireTools(t *testing.T, tools ...string) {
+func RequireTools(t testing.TB, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -40,7 +40,7 @@ func RequireTools(t *testing.T, tools ...string) {
 }
 
 // toolAccess is the volume's Access with the page cache, as tools open it.
-func toolAccess(t *testing.T, p storage.Pool, vol string) storage.Access {
+func toolAccess(t testing.TB, p storage.Pool, vol string) storage.Access {
 	t.Helper()
 	a, err := p.Access(Ctx(t), vol)
 	if err != nil {
@@ -50,7 +50,7 @@ func toolAccess(t *testing.T, p storage.Pool, vol string) storage.Access {
 }
 
 // QemuIO runs qemu-io commands on the volume, opened exactly as Access describes it.
-func QemuIO(t *testing.T, p storage.Pool, vol string, cmds ...string) (string, error) {
+func QemuIO(t testing.TB, p storage.Pool, vol string, cmds ...string) (string, error) {
 	t.Helper()
 	a := toolAccess(t, p, vol)
 	var args []string
@@ -69,7 +69,7 @@ func QemuIO(t *testing.T, p storage.Pool, vol string, cmds ...string) (string, e
 }
 
 // MustQemuIO is QemuIO that fails the test.
-func MustQemuIO(t *testing.T, p storage.Pool, vol string, cmds ...string) {
+func MustQemuIO(t testing.TB, p storage.Pool, vol string, cmds ...string) {
 	t.Helper()
 	if out, err := QemuIO(t, p, vol, cmds...); err != nil {
 		t.Fatalf("qemu-io %v on %s: %v\n%s", cmds, vol, err, out)
@@ -77,7 +77,7 @@ func MustQemuIO(t *testing.T, p storage.Pool, vol string, cmds ...string) {
 }
 
 // WantPattern asserts the volume reads pattern at [off, off+len).
-func WantPattern(t *testing.T, p storage.Pool, vol, pattern, off, length string) {
+func WantPattern(t testing.TB, p storage.Pool, vol, pattern, off, length string) {
 	t.Helper()
 	if out, err := QemuIO(t, p, vol, "read -P "+pattern+" "+off+" "+length); err != nil {
 		t.Fatalf("%s: want pattern %s at %s+%s: %v\n%s", vol, pattern, off, length, err, out)
@@ -85,7 +85,7 @@ func WantPattern(t *testing.T, p storage.Pool, vol, pattern, off, length string)
 }
 
 // WantErr asserts err wraps kind.
-func WantErr(t *testing.T, what string, err, kind error) {
+func WantErr(t testing.TB, what string, err, kind error) {
 	t.Helper()
 	if !errors.Is(err, kind) {
 		t.Fatalf("%s: got error %v, want %v", what, err, kind)
@@ -97,7 +97,7 @@ func WantErr(t *testing.T, what string, err, kind error) {
 }
 
 // Export exports a volume to a file in a temp dir and returns its path.
-func Export(t *testing.T, p storage.Pool, vol string, f storage.Format) string {
+func Export(t testing.TB, p storage.Pool, vol string, f storage.Format) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), vol+"."+string(f))
 	if err := p.ExportVolumeFile(Ctx(t), vol, f, path, nil); err != nil {
@@ -107,7 +107,7 @@ func Export(t *testing.T, p storage.Pool, vol string, f storage.Format) string {
 }
 
 // SameContent compares a volume with an image file through qemu-img compare.
-func SameContent(t *testing.T, p storage.Pool, vol, path, format string) bool {
+func SameContent(t testing.TB, p storage.Pool, vol, path, format string) bool {
 	t.Helper()
 	a := toolAccess(t, p, vol)
 	a.Cache = storage.CacheWriteback
@@ -128,7 +128,7 @@ func SameContent(t *testing.T, p storage.Pool, vol, path, format string) bool {
 }
 
 // FileContains scans a whole host file for needle.
-func FileContains(t *testing.T, path string, needle []byte) bool {
+func FileContains(t testing.TB, path string, needle []byte) bool {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
