@@ -169,15 +169,15 @@ func (e *Engine) process(r *Request, en *ledger.Entry, buf []byte) []byte {
 // replayKey answers from a remembered Idempotency-Key: the original result
 // when the fingerprint matches, idempotency_key_mismatch when it does not.
 func (e *Engine) replayKey(r *Request) bool {
-	rec, ok := e.st.LookupKey(r.Key)
+	fp, code, t, ok := e.st.LookupKey(r.Key)
 	if !ok {
 		return false
 	}
-	if rec.FP != r.FP {
+	if fp != r.FP {
 		r.Codes[0] = ledger.IdempotencyKeyMismatch
 		return true
 	}
-	r.Codes[0], r.Transfer, r.Found, r.Replayed = rec.Code, rec.Transfer, true, true
+	r.Codes[0], r.Transfer, r.Found, r.Replayed = code, t, true, true
 	return true
 }
 

@@ -56,7 +56,7 @@ func (s *State) Apply(e *Entry, codes []Code) bool {
 		codes[0] = c
 		changed = c == OK
 		if changed {
-			s.recordKey(e.Key, e.FP, c, s.transfer(idx))
+			s.recordKey(e.Key, e.FP, c, idx)
 		}
 	default:
 		codes[0] = InvalidID
@@ -102,7 +102,7 @@ func (s *State) applyChain(e *Entry, codes []Code) bool {
 		s.scheduleExpiry(idx)
 	}
 	if created > 0 && len(e.Transfers) == 1 {
-		s.recordKey(e.Key, e.FP, OK, s.transfer(idxs[0]))
+		s.recordKey(e.Key, e.FP, OK, idxs[0])
 	}
 	return created > 0
 }

@@ -276,13 +276,13 @@ func TestIdempotencyKeyRecord(t *testing.T) {
 	if codes[0] != OK {
 		t.Fatal(codes)
 	}
-	rec, ok := h.s.LookupKey("key-1")
-	if !ok || rec.FP != fp || rec.Code != OK || rec.Transfer.ID != "k1" {
-		t.Fatalf("record %+v %v", rec, ok)
+	gfp, code, got, ok := h.s.LookupKey("key-1")
+	if !ok || gfp != fp || code != OK || got.ID != "k1" || got.Amount != 5 || got.DebitID != "alice" || got.Currency != "EUR" {
+		t.Fatalf("record %+v %v", got, ok)
 	}
 	// a failed request does not consume its key
 	h.apply(Entry{Kind: EntryTransfers, Transfers: []TransferInput{tr("k2", "alice", "bob", 5000)}, Key: "key-2", FP: fp})
-	if _, ok := h.s.LookupKey("key-2"); ok {
+	if _, _, _, ok := h.s.LookupKey("key-2"); ok {
 		t.Fatal("failed request recorded its key")
 	}
 }

@@ -27,9 +27,20 @@ func (s *State) AppendSnapshot(b []byte) []byte {
 		b = appendVarint(b, a.CreditsPending)
 		b = appendVarint(b, a.Timestamp)
 	}
-	b = appendUvarint(b, uint64(s.nTransfer))
-	for i := 0; i < s.nTransfer; i++ {
-		b = appendTransfer(b, s.transfer(int32(i)))
+	b = appendUvarint(b, uint64(s.tr.n))
+	for i := 0; i < s.tr.n; i++ {
+		r := s.tr.at(int32(i))
+		da := &s.accounts[r.debit]
+		b = appendBytes(b, s.tr.idBytes(r))
+		b = appendString(b, da.ID)
+		b = appendString(b, s.accounts[r.credit].ID)
+		b = appendVarint(b, r.amount)
+		b = appendString(b, da.Currency)
+		b = appendBool(b, r.pending)
+		b = appendVarint(b, r.timeout)
+		b = append(b, byte(r.status))
+		b = appendVarint(b, r.ts)
+		b = appendVarint(b, r.upd)
 	}
 	b = appendUvarint(b, uint64(len(s.keys)))
 	for i := range s.keys {
@@ -37,16 +48,16 @@ func (s *State) AppendSnapshot(b []byte) []byte {
 		b = appendString(b, k.Key)
 		b = append(b, k.FP[:]...)
 		b = append(b, byte(k.Code))
-		b = appendTransfer(b, &k.Transfer)
+		b = appendBytes(b, s.tr.idBytes(s.tr.at(k.idx)))
+		b = append(b, byte(k.status))
+		b = appendVarint(b, k.upd)
 	}
 	return b
 }
 
-func appendTransfer(b []byte, t *Transfer) []byte {
-	b = appendTransferInput(b, &t.TransferInput)
-	b = append(b, byte(t.Status))
-	b = appendVarint(b, t.Timestamp)
-	return appendVarint(b, t.UpdatedAt)
+func appendBytes(b, v []byte) []byte {
+	b = appendUvarint(b, uint64(len(v)))
+	return append(b, v...)
 }
 
 func (d *decoder) transferRec(t *Transfer) {
@@ -95,14 +106,18 @@ func LoadSnapshot(b []byte) (*State, error) {
 	for i := uint64(0); i < nt && d.err == nil; i++ {
 		var t Transfer
 		d.transferRec(&t)
+		if d.err != nil {
+			break
+		}
 		di, ok1 := s.accIdx[t.DebitID]
 		ci, ok2 := s.accIdx[t.CreditID]
-		if d.err == nil && (!ok1 || !ok2) {
+		if !ok1 || !ok2 {
 			return nil, fmt.Errorf("snapshot transfer %q references a missing account", t.ID)
 		}
-		t.debit, t.credit = di, ci
-		idx := s.appendTransfer(t)
-		s.trIdx[t.ID] = idx
+		if _, dup := s.tr.lookup(t.ID); dup || !ValidID(t.ID) {
+			return nil, fmt.Errorf("snapshot transfer id %q is invalid or duplicated", t.ID)
+		}
+		idx := s.tr.add(t.ID, rec{amount: t.Amount, ts: t.Timestamp, upd: t.UpdatedAt, timeout: t.TimeoutSeconds, debit: di, credit: ci, status: t.Status, pending: t.Pending})
 		s.scheduleExpiry(idx)
 	}
 	nk := d.uvarint("key count")
@@ -114,7 +129,17 @@ func LoadSnapshot(b []byte) (*State, error) {
 		k.Key = d.str("key")
 		copy(k.FP[:], d.bytesN(16, "fingerprint"))
 		k.Code = Code(d.byte1("key code"))
-		d.transferRec(&k.Transfer)
+		tid := d.str("key transfer id")
+		k.status = Status(d.byte1("key status"))
+		k.upd = d.varint("key updated at")
+		if d.err != nil {
+			break
+		}
+		idx, ok := s.tr.lookup(tid)
+		if !ok {
+			return nil, fmt.Errorf("snapshot idempotency key %q references missing transfer %q", k.Key, tid)
+		}
+		k.idx = idx
 		s.keyIdx[k.Key] = int32(len(s.keys))
 		s.keys = append(s.keys, k)
 	}

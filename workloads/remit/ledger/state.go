@@ -2,28 +2,26 @@ package ledger
 
 import "container/heap"
 
-const chunkShift = 12 // transfers live in 4096-entry chunks so pointers stay stable and growth never copies
-
 // KeyRecord remembers an Idempotency-Key: the request fingerprint and the
-// response it produced (code plus a copy of the transfer at that moment).
+// response it produced (the code and the transfer as it was at that moment).
 type KeyRecord struct {
-	Key      string
-	FP       [16]byte
-	Code     Code
-	Transfer Transfer
+	Key    string
+	FP     [16]byte
+	Code   Code
+	idx    int32
+	status Status
+	upd    int64
 }
 
 // State is the whole ledger. Not safe for concurrent use by design: one goroutine owns it.
 type State struct {
-	accounts  []Account
-	accIdx    map[string]int32
-	chunks    [][]Transfer
-	nTransfer int
-	trIdx     map[string]int32
-	keys      []KeyRecord
-	keyIdx    map[string]int32
-	expiry    expiryHeap
-	lastTS    int64
+	accounts []Account
+	accIdx   map[string]int32
+	tr       transferStore
+	keys     []KeyRecord
+	keyIdx   map[string]int32
+	expiry   expiryHeap
+	lastTS   int64
 	// NextBatch is the sequence number the next journal record must carry; it
 	// lives here so snapshots carry it and replay can detect gaps.
 	NextBatch uint64
@@ -31,7 +29,7 @@ type State struct {
 
 // New returns an empty ledger.
 func New() *State {
-	return &State{accIdx: map[string]int32{}, trIdx: map[string]int32{}, keyIdx: map[string]int32{}, NextBatch: 1}
+	return &State{accIdx: map[string]int32{}, tr: newTransferStore(), keyIdx: map[string]int32{}, NextBatch: 1}
 }
 
 // LastTimestamp is the largest timestamp assigned so far (ns since epoch).
@@ -39,28 +37,18 @@ func (s *State) LastTimestamp() int64 { return s.lastTS }
 
 // NumAccounts and NumTransfers report sizes (for metrics and tests).
 func (s *State) NumAccounts() int  { return len(s.accounts) }
-func (s *State) NumTransfers() int { return s.nTransfer }
+func (s *State) NumTransfers() int { return s.tr.n }
 
-func (s *State) transfer(i int32) *Transfer {
-	return &s.chunks[i>>chunkShift][i&(1<<chunkShift-1)]
+// view materializes the stored transfer i (allocates its id string).
+func (s *State) view(i int32) Transfer {
+	r := s.tr.at(i)
+	return s.viewAs(r, r.status, r.upd)
 }
 
-func (s *State) appendTransfer(t Transfer) int32 {
-	i := s.nTransfer
-	if i>>chunkShift == len(s.chunks) {
-		s.chunks = append(s.chunks, make([]Transfer, 0, 1<<chunkShift))
-	}
-	c := &s.chunks[i>>chunkShift]
-	*c = append(*c, t)
-	s.nTransfer++
-	return int32(i)
-}
-
-// popTransfer removes the last transfer (rollback of a linked chain).
-func (s *State) popTransfer() {
-	s.nTransfer--
-	c := &s.chunks[s.nTransfer>>chunkShift]
-	*c = (*c)[:len(*c)-1]
+func (s *State) viewAs(r *rec, st Status, upd int64) Transfer {
+	da, ca := &s.accounts[r.debit], &s.accounts[r.credit]
+	return Transfer{TransferInput: TransferInput{ID: string(s.tr.idBytes(r)), DebitID: da.ID, CreditID: ca.ID, Amount: r.amount,
+		Currency: da.Currency, Pending: r.pending, TimeoutSeconds: r.timeout}, Status: st, Timestamp: r.ts, UpdatedAt: upd}
 }
 
 // Account returns a copy of the account.
@@ -74,31 +62,33 @@ func (s *State) Account(id string) (Account, bool) {
 
 // Transfer returns a copy of the transfer.
 func (s *State) Transfer(id string) (Transfer, bool) {
-	i, ok := s.trIdx[id]
+	i, ok := s.tr.lookup(id)
 	if !ok {
 		return Transfer{}, false
 	}
-	return *s.transfer(i), true
+	return s.view(i), true
 }
 
-// LookupKey returns the record for an Idempotency-Key.
-func (s *State) LookupKey(key string) (*KeyRecord, bool) {
+// LookupKey returns the fingerprint and original result of an Idempotency-Key.
+func (s *State) LookupKey(key string) (fp [16]byte, c Code, t Transfer, ok bool) {
 	i, ok := s.keyIdx[key]
 	if !ok {
-		return nil, false
+		return fp, 0, t, false
 	}
-	return &s.keys[i], true
+	k := &s.keys[i]
+	return k.FP, k.Code, s.viewAs(s.tr.at(k.idx), k.status, k.upd), true
 }
 
-func (s *State) recordKey(key string, fp [16]byte, c Code, t *Transfer) {
+func (s *State) recordKey(key string, fp [16]byte, c Code, idx int32) {
 	if key == "" {
 		return
 	}
 	if _, dup := s.keyIdx[key]; dup {
 		return
 	}
+	r := s.tr.at(idx)
 	s.keyIdx[key] = int32(len(s.keys))
-	s.keys = append(s.keys, KeyRecord{Key: key, FP: fp, Code: c, Transfer: *t})
+	s.keys = append(s.keys, KeyRecord{Key: key, FP: fp, Code: c, idx: idx, status: r.status, upd: r.upd})
 }
 
 // checkAccount validates a create-account event and reports whether it would create.
@@ -152,19 +142,20 @@ func validateTransfer(t *TransferInput) Code {
 	return OK
 }
 
-func compareExisting(ex *Transfer, t *TransferInput) Code {
+func (s *State) compareExisting(ex *rec, t *TransferInput) Code {
+	da := &s.accounts[ex.debit]
 	switch {
-	case ex.DebitID != t.DebitID:
+	case da.ID != t.DebitID:
 		return ExistsWithDifferentDebitAccountID
-	case ex.CreditID != t.CreditID:
+	case s.accounts[ex.credit].ID != t.CreditID:
 		return ExistsWithDifferentCreditAccountID
-	case ex.Amount != t.Amount:
+	case ex.amount != t.Amount:
 		return ExistsWithDifferentAmount
-	case ex.Currency != t.Currency:
+	case da.Currency != t.Currency:
 		return ExistsWithDifferentCurrency
-	case ex.Pending != t.Pending:
+	case ex.pending != t.Pending:
 		return ExistsWithDifferentPending
-	case ex.TimeoutSeconds != t.TimeoutSeconds:
+	case ex.timeout != t.TimeoutSeconds:
 		return ExistsWithDifferentTimeout
 	}
 	return Exists
@@ -177,8 +168,8 @@ func (s *State) createTransfer(t *TransferInput, ts int64) (Code, int32) {
 	if c := validateTransfer(t); c != OK {
 		return c, -1
 	}
-	if i, ok := s.trIdx[t.ID]; ok {
-		return compareExisting(s.transfer(i), t), i
+	if i, ok := s.tr.lookup(t.ID); ok {
+		return s.compareExisting(s.tr.at(i), t), i
 	}
 	di, ok := s.accIdx[t.DebitID]
 	if !ok {
@@ -211,37 +202,35 @@ func (s *State) createTransfer(t *TransferInput, ts int64) (Code, int32) {
 		da.DebitsPosted += t.Amount
 		ca.CreditsPosted += t.Amount
 	}
-	idx := s.appendTransfer(Transfer{TransferInput: *t, Status: st, Timestamp: ts, UpdatedAt: ts, debit: di, credit: ci})
-	s.trIdx[t.ID] = idx
+	idx := s.tr.add(t.ID, rec{amount: t.Amount, ts: ts, upd: ts, timeout: t.TimeoutSeconds, debit: di, credit: ci, status: st, pending: t.Pending})
 	return OK, idx
 }
 
 // undoTransfer reverses the most recently created transfer (linked-chain rollback).
 func (s *State) undoTransfer(idx int32) {
-	tr := s.transfer(idx)
+	tr := s.tr.at(idx)
 	da, ca := &s.accounts[tr.debit], &s.accounts[tr.credit]
-	if tr.Status == StatusPending {
-		da.DebitsPending -= tr.Amount
-		ca.CreditsPending -= tr.Amount
+	if tr.status == StatusPending {
+		da.DebitsPending -= tr.amount
+		ca.CreditsPending -= tr.amount
 	} else {
-		da.DebitsPosted -= tr.Amount
-		ca.CreditsPosted -= tr.Amount
+		da.DebitsPosted -= tr.amount
+		ca.CreditsPosted -= tr.amount
 	}
-	delete(s.trIdx, tr.ID)
-	s.popTransfer()
+	s.tr.popLast()
 }
 
 // resolvePending posts, voids or expires a pending transfer.
 func (s *State) resolvePending(id string, to Status, ts int64) (Code, int32) {
-	i, ok := s.trIdx[id]
+	i, ok := s.tr.lookup(id)
 	if !ok {
 		return TransferNotFound, -1
 	}
-	tr := s.transfer(i)
-	if !tr.Pending {
+	tr := s.tr.at(i)
+	if !tr.pending {
 		return TransferNotPending, i
 	}
-	switch tr.Status {
+	switch tr.status {
 	case StatusPosted:
 		if to == StatusPosted {
 			return Exists, i
@@ -256,14 +245,14 @@ func (s *State) resolvePending(id string, to Status, ts int64) (Code, int32) {
 		return PendingExpired, i
 	}
 	da, ca := &s.accounts[tr.debit], &s.accounts[tr.credit]
-	da.DebitsPending -= tr.Amount
-	ca.CreditsPending -= tr.Amount
+	da.DebitsPending -= tr.amount
+	ca.CreditsPending -= tr.amount
 	if to == StatusPosted {
-		da.DebitsPosted += tr.Amount
-		ca.CreditsPosted += tr.Amount
+		da.DebitsPosted += tr.amount
+		ca.CreditsPosted += tr.amount
 	}
-	tr.Status = to
-	tr.UpdatedAt = ts
+	tr.status = to
+	tr.upd = ts
 	return OK, i
 }
 
@@ -272,8 +261,8 @@ func (s *State) resolvePending(id string, to Status, ts int64) (Code, int32) {
 func (s *State) DueExpiries(now int64, out []string) []string {
 	for len(s.expiry) > 0 && s.expiry[0].deadline <= now {
 		e := heap.Pop(&s.expiry).(expiryItem)
-		if tr := s.transfer(e.idx); tr.Status == StatusPending {
-			out = append(out, tr.ID)
+		if tr := s.tr.at(e.idx); tr.status == StatusPending {
+			out = append(out, string(s.tr.idBytes(tr)))
 		}
 	}
 	return out
@@ -283,9 +272,9 @@ func (s *State) DueExpiries(now int64, out []string) []string {
 func (s *State) HasDue(now int64) bool { return len(s.expiry) > 0 && s.expiry[0].deadline <= now }
 
 func (s *State) scheduleExpiry(idx int32) {
-	tr := s.transfer(idx)
-	if tr.Status == StatusPending && tr.TimeoutSeconds > 0 {
-		heap.Push(&s.expiry, expiryItem{deadline: tr.Timestamp + tr.TimeoutSeconds*1e9, idx: idx})
+	tr := s.tr.at(idx)
+	if tr.status == StatusPending && tr.timeout > 0 {
+		heap.Push(&s.expiry, expiryItem{deadline: tr.ts + tr.timeout*1e9, idx: idx})
 	}
 }
 

@@ -121,8 +121,6 @@ type Transfer struct {
 	Status    Status
 	Timestamp int64 // creation, unique and strictly increasing
 	UpdatedAt int64 // last status change
-	debit     int32
-	credit    int32
 }
 
 // AccountInput is what a client asks for when creating an account.
