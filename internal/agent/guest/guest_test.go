@@ -191,4 +191,3 @@ func zombies() int {
 	}
 	return n
 }
-
