@@ -25,6 +25,7 @@ type Layout struct {
 	TPMDir    string
 	TPMSock   string
 	TPMPID    string
+	Ports     string // ports.json: which spare root port each hot-plugged device uses
 }
 
 // NewLayout returns the layout of an instance directory; serialLog overrides the console log.
@@ -33,7 +34,7 @@ func NewLayout(dir, serialLog string) Layout {
 		Dir: dir, Spec: dir + "/spec.json", Status: dir + "/status.json", PIDFile: dir + "/qemu.pid",
 		QMP: dir + "/qmp.sock", Agent: dir + "/agent.sock", Console: dir + "/console.sock",
 		SerialLog: dir + "/console.log", QEMULog: dir + "/qemu.log", Vars: dir + "/OVMF_VARS.fd",
-		TPMDir: dir + "/tpm", TPMSock: dir + "/swtpm.sock", TPMPID: dir + "/swtpm.pid",
+		TPMDir: dir + "/tpm", TPMSock: dir + "/swtpm.sock", TPMPID: dir + "/swtpm.pid", Ports: dir + "/ports.json",
 	}
 	if serialLog != "" {
 		l.SerialLog = serialLog
@@ -44,7 +45,7 @@ func NewLayout(dir, serialLog string) Layout {
 // removeRuntime deletes what a QEMU run leaves: pidfile and sockets (QEMU does not unlink its
 // listening sockets when it fails or is killed).
 func (l Layout) removeRuntime() {
-	for _, f := range []string{l.PIDFile, l.QMP, l.Console, l.Agent, l.TPMSock} {
+	for _, f := range []string{l.PIDFile, l.QMP, l.Console, l.Agent, l.TPMSock, l.Ports} {
 		os.Remove(f)
 	}
 }
@@ -232,6 +233,17 @@ func BuildArgs(spec compute.Spec, l Layout, accel string, secretFD map[string]in
 		}
 		return pci
 	}
+	// On q35 every disk and NIC sits on its own PCIe root port (rp-<id>), as libvirt does:
+	// devices on the root bus pcie.0 could never be unplugged.
+	chassis := 0
+	port := func(id string) string {
+		if microvm {
+			return ""
+		}
+		chassis++
+		a = append(a, "-device", fmt.Sprintf("pcie-root-port,id=rp-%s,bus=pcie.0,chassis=%d", id, chassis))
+		return ",bus=rp-" + id
+	}
 	// Guest agent channel (internal/agent speaks on it).
 	a = append(a, "-device", dev("virtio-serial-device", "virtio-serial-pci"),
 		"-chardev", "socket,id=agent0,path="+esc(l.Agent)+",server=on,wait=off",
@@ -246,12 +258,14 @@ func BuildArgs(spec compute.Spec, l Layout, accel string, secretFD map[string]in
 			a = append(a, "-object", fmt.Sprintf("secret,id=%s,format=raw,file=/proc/self/fd/%d", secretID(d), fd))
 		}
 		file, format := diskNodes(d)
+		bus := port(d.ID)
 		a = append(a, "-blockdev", blockdevArg(file), "-blockdev", blockdevArg(format),
-			"-device", diskDevice(dev("virtio-blk-device", "virtio-blk-pci"), d))
+			"-device", diskDevice(dev("virtio-blk-device", "virtio-blk-pci"), d)+bus)
 	}
 	for _, n := range spec.NICs {
+		bus := port(n.ID)
 		a = append(a, "-netdev", "tap,id=net-"+n.ID+",ifname="+n.Tap+",script=no,downscript=no",
-			"-device", dev("virtio-net-device", "virtio-net-pci")+",netdev=net-"+n.ID+",mac="+n.MAC+",id=nic-"+n.ID)
+			"-device", dev("virtio-net-device", "virtio-net-pci")+",netdev=net-"+n.ID+",mac="+n.MAC+",id=nic-"+n.ID+bus)
 	}
 	if spec.Balloon {
 		a = append(a, "-device", dev("virtio-balloon-device", "virtio-balloon-pci")+",id=balloon0")
@@ -266,7 +280,8 @@ func BuildArgs(spec compute.Spec, l Layout, accel string, secretFD map[string]in
 				"-tpmdev", "emulator,id=tpm0,chardev=chrtpm", "-device", model+",tpmdev=tpm0")
 		}
 		for i := 0; i < HotplugPorts; i++ {
-			a = append(a, "-device", fmt.Sprintf("pcie-root-port,id=hp%d,bus=pcie.0,chassis=%d", i, i+1))
+			chassis++
+			a = append(a, "-device", fmt.Sprintf("pcie-root-port,id=hp%d,bus=pcie.0,chassis=%d", i, chassis))
 		}
 	}
 	return a, nil

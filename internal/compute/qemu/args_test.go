@@ -127,9 +127,10 @@ func TestBuildArgs(t *testing.T) {
 		}, accel: "tcg", want: map[string][]string{
 			"-M":     {"q35"},
 			"-drive": {"if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd", "if=pflash,format=raw,unit=1,file=/var/lib/finvirt/vm/a/OVMF_VARS.fd"},
-			"-device": {"virtio-serial-pci", "virtio-blk-pci,drive=drive-os,id=disk-os,serial=os,write-cache=on",
-				"virtio-net-pci,netdev=net-n0,mac=52:54:00:00:00:02,id=nic-n0", "virtio-balloon-pci,id=balloon0",
-				"tpm-crb,tpmdev=tpm0", "pcie-root-port,id=hp0,bus=pcie.0,chassis=1", "pcie-root-port,id=hp3,bus=pcie.0,chassis=4"},
+			"-device": {"virtio-serial-pci", "virtio-blk-pci,drive=drive-os,id=disk-os,serial=os,write-cache=on,bus=rp-os",
+				"virtio-net-pci,netdev=net-n0,mac=52:54:00:00:00:02,id=nic-n0,bus=rp-n0", "pcie-root-port,id=rp-os,bus=pcie.0,chassis=1",
+				"pcie-root-port,id=rp-n0,bus=pcie.0,chassis=2", "virtio-balloon-pci,id=balloon0",
+				"tpm-crb,tpmdev=tpm0", "pcie-root-port,id=hp0,bus=pcie.0,chassis=3", "pcie-root-port,id=hp3,bus=pcie.0,chassis=6"},
 			"-tpmdev":  {"emulator,id=tpm0,chardev=chrtpm"},
 			"-chardev": {"socket,id=chrtpm,path=/var/lib/finvirt/vm/a/swtpm.sock"},
 		}, absent: []string{"microvm", "-kernel", "virtio-blk-device"}},

@@ -1,0 +1,186 @@
+package qemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/finvirt/finvirt/internal/compute"
+	"github.com/finvirt/finvirt/internal/compute/internal/testvm"
+)
+
+func qemuImg(t *testing.T, args ...string) {
+	t.Helper()
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		t.Skip("qemu-img not installed (apt-get install qemu-utils)")
+	}
+	if out, err := exec.Command("qemu-img", args...).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img %v: %v\n%s", args, err, out)
+	}
+}
+
+// peripherals lists the ids of user-created devices (qom-list /machine/peripheral).
+func peripherals(t *testing.T, d *Driver, name string) []string {
+	t.Helper()
+	_, _, c := d.insts[name].snapshot()
+	var props []struct {
+		Name string `json:"name"`
+	}
+	if err := c.ExecuteInto(ctxT(t, 30*time.Second), "qom-list", map[string]any{"path": "/machine/peripheral"}, &props); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, p := range props {
+		if !strings.Contains(p.Name, "<") && p.Name != "type" {
+			ids = append(ids, p.Name)
+		}
+	}
+	return ids
+}
+
+// blockNodes lists the node names QEMU has (query-named-block-nodes).
+func blockNodes(t *testing.T, d *Driver, name string) map[string]bool {
+	t.Helper()
+	_, _, c := d.insts[name].snapshot()
+	var nodes []struct {
+		NodeName  string `json:"node-name"`
+		Encrypted bool   `json:"encrypted"`
+	}
+	if err := c.ExecuteInto(ctxT(t, 30*time.Second), "query-named-block-nodes", nil, &nodes); err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]bool{}
+	for _, n := range nodes {
+		m[n.NodeName] = n.Encrypted
+	}
+	return m
+}
+
+// TestHotplugFull hot-plugs a qcow2 disk, a LUKS qcow2 disk and a NIC into a running q35 guest
+// (direct kernel boot), checks QEMU and the guest see them, and unplugs them again.
+func TestHotplugFull(t *testing.T) {
+	dir := stateDir(t)
+	d := newDriver(t, dir)
+	spec := compute.Spec{Name: "hp", Profile: compute.ProfileFull, VCPUs: 1, MemoryMiB: 256,
+		Kernel: testvm.Vmlinux(t), Initrd: testvm.Initrd(t), Cmdline: "mitigations=off nokaslr", TBSizeMiB: 16}
+	info := bootAppliance(t, d, spec)
+	ctx := ctxT(t, 5*time.Minute)
+
+	plain := dir + "/data.qcow2"
+	qemuImg(t, "create", "-q", "-f", "qcow2", plain, "64M")
+	if err := d.AttachDisk(ctx, "hp", compute.DiskSpec{ID: "data", Path: plain, Format: compute.FormatQcow2, Serial: "FVDATA1"}); err != nil {
+		t.Fatal(err)
+	}
+	if p := peripherals(t, d, "hp"); !slices.Contains(p, "disk-data") {
+		t.Fatalf("disk-data not among devices %v", p)
+	}
+	consoleCommand(t, info, "disks", "=FVDATA1")
+
+	// LUKS: the key goes through a QMP secret; a wrong key fails and leaves no node behind.
+	enc := dir + "/enc.qcow2"
+	qemuImg(t, "create", "-q", "--object", "secret,id=s0,data=correct-horse", "-f", "qcow2",
+		"-o", "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=50", enc, "32M")
+	bad := compute.DiskSpec{ID: "enc", Path: enc, Format: compute.FormatQcow2, Secret: &compute.Secret{ID: "k1", Key: []byte("wrong")}}
+	if err := d.AttachDisk(ctx, "hp", bad); err == nil || !strings.Contains(err.Error(), "enc") {
+		t.Fatalf("wrong LUKS key accepted: %v", err)
+	}
+	if n := blockNodes(t, d, "hp"); len(n) != 2 {
+		t.Fatalf("failed attach left nodes: %v", n)
+	}
+	good := bad
+	good.Secret = &compute.Secret{ID: "k1", Key: []byte("correct-horse")}
+	if err := d.AttachDisk(ctx, "hp", good); err != nil {
+		t.Fatal(err)
+	}
+	if n := blockNodes(t, d, "hp"); !n["drive-enc"] {
+		t.Fatalf("drive-enc missing or not encrypted: %v", n)
+	}
+	consoleCommand(t, info, "disks", "=enc")
+
+	tap := fmt.Sprintf("fvt%06d", rand.Intn(1e6))
+	if err := d.AttachNIC(ctx, "hp", compute.NICSpec{ID: "n1", Tap: tap, MAC: "52:54:00:aa:bb:01"}); err != nil {
+		t.Fatal(err)
+	}
+	if p := peripherals(t, d, "hp"); !slices.Contains(p, "nic-n1") {
+		t.Fatalf("nic-n1 not among devices %v", p)
+	}
+	if err := d.AttachNIC(ctx, "hp", compute.NICSpec{ID: "n2", Tap: tap + "b", MAC: "52:54:00:aa:bb:02"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.AttachDisk(ctx, "hp", compute.DiskSpec{ID: "five", Path: plain, Format: compute.FormatRaw, ReadOnly: true}); !errors.Is(err, compute.ErrState) {
+		t.Fatalf("fifth hot-plug with %d ports: %v, want ErrState", HotplugPorts, err)
+	}
+
+	for _, id := range []string{"data", "enc"} {
+		if err := d.DetachDisk(ctx, "hp", id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{"n1", "n2"} {
+		if err := d.DetachNIC(ctx, "hp", id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p := peripherals(t, d, "hp"); slices.Contains(p, "disk-data") || slices.Contains(p, "nic-n1") {
+		t.Fatalf("devices left after detach: %v", p)
+	}
+	if n := blockNodes(t, d, "hp"); n["drive-data"] || n["file-enc"] {
+		t.Fatalf("block nodes left after detach: %v", n)
+	}
+	consoleCommand(t, info, "disks", "DISKS []")
+	got, _ := d.Info(ctx, "hp")
+	if len(got.Spec.Disks) != 0 || len(got.Spec.NICs) != 0 {
+		t.Fatalf("spec after detach: %+v", got.Spec)
+	}
+	if err := d.DetachDisk(ctx, "hp", "data"); !errors.Is(err, compute.ErrNotFound) {
+		t.Fatalf("detach of a detached disk: %v", err)
+	}
+	if err := d.Stop(ctx, "hp", compute.StopOptions{Timeout: 60 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLUKSDiskAtBoot boots an appliance with an encrypted disk: the key reaches QEMU through an
+// inherited pipe and appears neither in its argv nor in the instance directory.
+func TestLUKSDiskAtBoot(t *testing.T) {
+	dir := stateDir(t)
+	d := newDriver(t, dir)
+	enc := dir + "/enc.qcow2"
+	key := fmt.Sprintf("key-%d", rand.Int63())
+	qemuImg(t, "create", "-q", "--object", "secret,id=s0,data="+key, "-f", "qcow2",
+		"-o", "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=50", enc, "32M")
+	spec := applianceSpec(t, "luks", "")
+	spec.Disks = []compute.DiskSpec{{ID: "enc", Path: enc, Format: compute.FormatQcow2, Serial: "ENC1", Secret: &compute.Secret{ID: "k", Key: []byte(key)}}}
+	info := bootAppliance(t, d, spec)
+	if n := blockNodes(t, d, "luks"); !n["drive-enc"] {
+		t.Fatalf("drive-enc missing or not encrypted: %v", n)
+	}
+	consoleCommand(t, info, "disks", "vda=ENC1")
+	cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(info.PID) + "/cmdline")
+	if strings.Contains(string(cmdline), key) {
+		t.Fatal("key on the QEMU command line")
+	}
+	for _, f := range []string{"status.json", "qemu.log", "console.log"} {
+		if b, _ := os.ReadFile(dir + "/luks/" + f); strings.Contains(string(b), key) {
+			t.Errorf("key in %s", f)
+		}
+	}
+	if fi, _ := os.Stat(dir + "/luks/spec.json"); fi.Mode().Perm() != 0o600 {
+		t.Errorf("spec.json mode %v, want 0600", fi.Mode().Perm())
+	}
+	if got, _ := d.Info(context.Background(), "luks"); got.Spec.Disks[0].Secret.Key != nil {
+		t.Error("Info leaks the key")
+	}
+	// Appliances cannot hot-plug.
+	if err := d.AttachDisk(context.Background(), "luks", compute.DiskSpec{ID: "x", Path: enc, Format: compute.FormatRaw}); !errors.Is(err, compute.ErrNotSupported) {
+		t.Fatalf("hot-plug on a running appliance: %v", err)
+	}
+}
