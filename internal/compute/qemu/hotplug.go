@@ -127,7 +127,9 @@ func (d *Driver) AttachDisk(ctx context.Context, name string, disk compute.DiskS
 		if err := qmpDo(ctx, c, "blockdev-add", format); err != nil {
 			return fmt.Errorf("instance %q: disk %s: %w", name, disk.ID, err)
 		}
-		r.Add(func() { qmpDo(context.Background(), c, "blockdev-del", map[string]any{"node-name": "drive-" + disk.ID}) })
+		r.Add(func() {
+			qmpDo(context.Background(), c, "blockdev-del", map[string]any{"node-name": "drive-" + disk.ID})
+		})
 		wc := "on"
 		if disk.Cache == compute.CacheWritethrough {
 			wc = "off"
