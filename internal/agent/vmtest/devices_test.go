@@ -97,3 +97,35 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestQ35 boots the same appliance on -M q35, where the agent port sits on virtio-serial-pci
+// and the virtio PCI transport must be loaded, and powers it off with the agent.
+func TestQ35(t *testing.T) {
+	vm, c := bootMachine(t, "q35", agent.Config{Hostname: "q35-test"},
+		"-drive", "file="+emptyDisk(t)+",if=none,id=vol0,format=raw",
+		"-device", "virtio-blk-pci,drive=vol0,serial=blank0")
+	ctx := testCtx(t, 2*time.Minute)
+	var out bytes.Buffer
+	waitFor(t, 60*time.Second, func() bool {
+		out.Reset()
+		code, err := c.Exec(ctx, agent.ExecRequest{Argv: []string{"cat", "/sys/block/vda/serial"}, Stdout: &out})
+		return err == nil && code == 0
+	})
+	if out.String() != "blank0" {
+		t.Fatalf("virtio-blk-pci serial %q", out.String())
+	}
+	if err := c.Shutdown(ctx, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.WaitExit(90 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func emptyDisk(t *testing.T) string {
+	p := filepath.Join(t.TempDir(), "blank.img")
+	if err := os.WriteFile(p, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

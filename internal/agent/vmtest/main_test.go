@@ -90,6 +90,10 @@ func setup(t testing.TB) {
 
 // bootAppliance boots the test appliance with cfg and returns the VM and a connected client.
 func bootAppliance(t *testing.T, cfg agent.Config, extra ...string) (*VM, *agent.Client) {
+	return bootMachine(t, "microvm", cfg, extra...)
+}
+
+func bootMachine(t *testing.T, machine string, cfg agent.Config, extra ...string) (*VM, *agent.Client) {
 	t.Helper()
 	setup(t)
 	dir := t.TempDir()
@@ -97,7 +101,7 @@ func bootAppliance(t *testing.T, cfg agent.Config, extra ...string) (*VM, *agent
 	if err := image.WriteInstanceInitrd(appliance.InitrdPath(), cfg, initrd); err != nil {
 		t.Fatal(err)
 	}
-	vm, err := Start(VMOptions{Kernel: appliance.VmlinuxPath(), Initrd: initrd, Agent: true, QMP: true, Extra: extra}, dir)
+	vm, err := Start(VMOptions{Kernel: appliance.VmlinuxPath(), Initrd: initrd, Machine: machine, Agent: true, QMP: true, Extra: extra}, dir)
 	if err != nil {
 		t.Fatal(err)
 	}

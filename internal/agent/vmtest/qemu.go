@@ -28,6 +28,7 @@ type VMOptions struct {
 	Cmdline        string // appended to BaseCmdline
 	MemoryMB       int    // default 256
 	TBSizeMB       int    // TCG translation cache; default 32
+	Machine        string // "microvm" (default) or "q35"
 	Agent          bool   // wire the virtio-serial agent port
 	QMP            bool   // add a QMP socket
 	Extra          []string
@@ -54,8 +55,12 @@ func Args(o VMOptions, dir string) []string {
 	if tb == 0 {
 		tb = 32
 	}
+	machine, serialBus := "microvm,acpi=on", "virtio-serial-device"
+	if o.Machine == "q35" {
+		machine, serialBus = "q35", "virtio-serial-pci"
+	}
 	args := []string{
-		"-M", "microvm,acpi=on", "-accel", "tcg,tb-size=" + strconv.Itoa(tb),
+		"-M", machine, "-accel", "tcg,tb-size=" + strconv.Itoa(tb),
 		"-cpu", "max", "-m", strconv.Itoa(mem), "-smp", "1",
 		"-nodefaults", "-no-reboot", "-display", "none", "-no-user-config",
 		"-kernel", o.Kernel, "-initrd", o.Initrd,
@@ -64,7 +69,7 @@ func Args(o VMOptions, dir string) []string {
 	}
 	if o.Agent {
 		args = append(args,
-			"-device", "virtio-serial-device",
+			"-device", serialBus,
 			"-chardev", "socket,id=agent0,path="+filepath.Join(dir, "agent.sock")+",server=on,wait=off",
 			"-device", "virtserialport,chardev=agent0,name=org.finvirt.agent.0",
 		)
