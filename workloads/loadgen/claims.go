@@ -155,18 +155,18 @@ func isCode(err error, code string) bool {
 	return ok && ae.Code == code
 }
 
-// amount draws a claim amount: mostly auto-approvable, some needing one
-// approver, some above the authority limit needing two.
-func (r *claimsRun) amount(rng *rand.Rand) int64 {
+// amount draws a claim amount for the n-th claim: of every 10 claims, 7
+// are auto-approvable, 2 need one approver and 1 exceeds the authority
+// limit and needs two (deterministic so even a short run has all kinds).
+func (r *claimsRun) amount(rng *rand.Rand, n int64) int64 {
 	auto, auth := r.auto, r.auth
 	if auth == 0 {
 		auth = max(auto*10, 1_000_000)
 	}
-	p := rng.IntN(100)
-	switch {
-	case auto > 0 && p < 70:
+	switch k := n % 10; {
+	case auto > 0 && k < 7:
 		return 1 + rng.Int64N(auto)
-	case p < 90 && auth > auto:
+	case k < 9 && auth > auto:
 		return auto + 1 + rng.Int64N(auth-auto)
 	default:
 		return auth + 1 + rng.Int64N(2*auth)
@@ -182,7 +182,7 @@ type claimPlan struct {
 
 func (r *claimsRun) plan(rng *rand.Rand) claimPlan {
 	n := r.seq.Add(1)
-	cp := claimPlan{id: r.cfg.RunID + "-c" + strconv.FormatInt(n, 10), claimant: rng.IntN(len(r.claimants)), amount: r.amount(rng)}
+	cp := claimPlan{id: r.cfg.RunID + "-c" + strconv.FormatInt(n, 10), claimant: rng.IntN(len(r.claimants)), amount: r.amount(rng, n)}
 	fnol := map[string]any{"id": cp.id, "policy_id": fmt.Sprintf("%s-pol-%d", r.cfg.RunID, rng.IntN(r.cfg.Policies)),
 		"claimant":  map[string]any{"name": "Claimant " + strconv.Itoa(cp.claimant), "account_id": r.claimants[cp.claimant]},
 		"loss_date": "2026-11-30", "claimed_amount": cp.amount, "currency": r.cfg.Currency}
