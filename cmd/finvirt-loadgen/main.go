@@ -49,7 +49,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	maxAmount := fs.Int64("max-amount", 1000, "remit: max transfer amount (uniform 1..N)")
 	readEvery := fs.Duration("read-every", 0, "remit: read all balances this often during load (0 = only at the end)")
 	crashEvery := fs.Duration("crash-every", 0, "remit: crash mode, kill -9 remit this often and restart it")
-	remitCmd := fs.String("remit-cmd", "", "remit: shell command that (re)starts remit at --target (crash mode)")
+	remitCmd := fs.String("remit-cmd", "", "remit: shell command that starts remit in the foreground at --target; loadgen runs it at start and after each kill (crash mode)")
 	spawn := fs.String("spawn", "", "remit: path to the remit binary to run as a child (crash mode)")
 	dataDir := fs.String("data", "", "remit: data dir for --spawn")
 	// trade
@@ -127,14 +127,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 			proc = &loadgen.Proc{Shell: *remitCmd, Log: stderr}
 		}
 		if proc != nil {
+			// loadgen owns the remit it kills: it starts it here (with
+			// --spawn or by running --remit-cmd) so it knows the process.
 			proc.Client = loadgen.NewClient(t, 5*time.Second)
-			if *spawn != "" {
-				if err := proc.Start(ctx); err != nil {
-					fmt.Fprintln(stderr, "start remit:", err)
-					return 1
-				}
-				defer proc.Stop()
+			if proc.Client.WaitHealthy(ctx, 300*time.Millisecond) == nil {
+				fmt.Fprintf(stderr, "something already serves %s; stop it: loadgen starts remit itself (--spawn or --remit-cmd) so it can kill -9 and restart it\n", t)
+				return 2
 			}
+			if err := proc.Start(ctx); err != nil {
+				fmt.Fprintln(stderr, "start remit:", err)
+				return 1
+			}
+			defer proc.Stop()
 			cfg.Proc = proc
 		} else if *crashEvery > 0 {
 			fmt.Fprintln(stderr, "--crash-every needs --spawn /path/to/remit --data DIR or --remit-cmd \"<restart command>\"")

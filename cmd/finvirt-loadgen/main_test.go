@@ -153,3 +153,22 @@ func TestTradeScenario(t *testing.T) {
 	}
 	fmt.Fprintf(os.Stderr, "trade: %.0f ops/s, fills %.0f\n", rep.ReqPerSec, rep.Figures["fills"])
 }
+
+// TestRemitCrashModeRemitCmd: crash mode where loadgen starts and restarts
+// remit with a user-supplied shell command (--remit-cmd).
+func TestRemitCrashModeRemitCmd(t *testing.T) {
+	need(t, "remit")
+	addr := testbin.FreeAddr(t)
+	cmd := fmt.Sprintf("exec %s --listen %s --data %s", bins["remit"], addr, t.TempDir())
+	code, rep, stderr := runJSON(t, "remit", "--target", "http://"+addr, "--remit-cmd", cmd, "--concurrency", "4",
+		"--duration", "2500ms", "--crash-every", "1s", "--accounts", "10")
+	if code != 0 || !rep.Passed || rep.Figures["crash_kills"] < 1 || strings.Count(stderr, "remit listening on") < 2 {
+		t.Fatalf("crash mode with --remit-cmd failed (code %d): %+v %v\n%s", code, rep.Checks, rep.Figures, stderr)
+	}
+	// A remit loadgen did not start cannot be killed: refuse.
+	testbin.Start(t, bins["remit"], addr, "remit listening on", nil, strings.Fields(cmd)[2:]...)
+	var out, errb bytes.Buffer
+	if code := run([]string{"remit", "--target", "http://" + addr, "--remit-cmd", cmd, "--crash-every", "1s"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "already serves") {
+		t.Fatalf("foreign remit accepted: code %d %s", code, errb.String())
+	}
+}

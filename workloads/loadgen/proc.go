@@ -81,6 +81,9 @@ func (p *Proc) Start(ctx context.Context) error {
 
 // Kill sends SIGKILL to the process group and waits for the exit.
 func (p *Proc) Kill() {
+	if !p.Running() {
+		return
+	}
 	p.signal(syscall.SIGKILL)
 	p.mu.Lock()
 	p.Kills++
