@@ -71,8 +71,6 @@ func New(e *engine.Engine, cfg Config) (*Gateway, error) {
 	gs.Set(config.SocketAcceptPort, port)
 	gs.Set(config.HeartBtInt, strconv.Itoa(cfg.HeartBtInt))
 	gs.Set(config.ResetOnLogon, yn(cfg.ResetOnLogon))
-	gs.Set(config.StartTime, "00:00:00")
-	gs.Set(config.EndTime, "00:00:00")
 	if cfg.StoreDir != "" {
 		gs.Set(config.FileStorePath, cfg.StoreDir)
 		gs.Set(config.FileStoreSync, "Y")

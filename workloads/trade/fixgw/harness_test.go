@@ -87,8 +87,6 @@ func dial(t testing.TB, port int, sender, target string) *client {
 	ss.Set(config.HeartBtInt, "5")
 	ss.Set(config.ReconnectInterval, "1")
 	ss.Set(config.ResetOnLogon, "Y")
-	ss.Set(config.StartTime, "00:00:00")
-	ss.Set(config.EndTime, "00:00:00")
 	id, err := s.AddSession(ss)
 	if err != nil {
 		t.Fatal(err)

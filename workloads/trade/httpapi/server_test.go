@@ -14,7 +14,9 @@ import (
 	"github.com/shopspring/decimal"
 )
 
-func newServer(t *testing.T) (*httptest.Server, *engine.Engine) {
+func newServer(t *testing.T) (*httptest.Server, *engine.Engine) { return newServerB(t) }
+
+func newServerB(t testing.TB) (*httptest.Server, *engine.Engine) {
 	t.Helper()
 	cfg := engine.Config{Symbols: []engine.SymbolConfig{{Name: "AAPL", Tick: engine.DefaultTick}, {Name: "MSFT", Tick: decimal.RequireFromString("0.05")}}}
 	e, _, _, err := engine.Open(cfg, t.TempDir(), journal.Options{Sync: journal.SyncBatch})
