@@ -47,12 +47,16 @@ type Engine struct {
 type Stats struct {
 	Batches, Events, Records, Fsyncs, FsyncNanos, JournalBytes            atomic.Int64
 	TransfersCreated, Rejected, Snapshots, SnapshotErrors, ExpiredPending atomic.Int64
+	// FsyncLatency is per journal fsync; CommitLatency is from the state
+	// machine taking a batch to every request of it being answered.
+	FsyncLatency, CommitLatency Hist
 }
 
 type job struct {
 	buf     []byte
 	reqs    []*Request
 	rotated chan struct{} // non-nil: rotate the segment after this job
+	start   time.Time     // when the state machine took the batch
 }
 
 // Open recovers the data directory (snapshot + journal replay) and starts the engine.

@@ -53,6 +53,7 @@ func (e *Engine) loop() {
 			continue
 		}
 		j := <-e.free
+		j.start = time.Now()
 		j.buf = j.buf[:0]
 		j.reqs = append(j.reqs[:0], batch...)
 		var start int
@@ -217,7 +218,9 @@ func (e *Engine) writer() {
 			t := time.Now()
 			err = e.log.Sync()
 			e.stats.Fsyncs.Add(1)
-			e.stats.FsyncNanos.Add(int64(time.Since(t)))
+			d := time.Since(t)
+			e.stats.FsyncNanos.Add(int64(d))
+			e.stats.FsyncLatency.Observe(d)
 		}
 		last := group[len(group)-1]
 		if last.rotated != nil && err == nil {
@@ -228,6 +231,7 @@ func (e *Engine) writer() {
 			e.fail(err)
 		}
 		for _, g := range group {
+			e.stats.CommitLatency.Observe(time.Since(g.start))
 			for _, r := range g.reqs {
 				if err != nil {
 					r.err = err

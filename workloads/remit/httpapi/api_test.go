@@ -276,7 +276,8 @@ func TestHealthAndMetrics(t *testing.T) {
 		t.Fatal(string(r.body))
 	}
 	r := e.mustStatus(e.call("GET", "/metrics", "", ""), 200)
-	if !strings.Contains(string(r.body), "remit_transfers_created_total 1\n") || !strings.Contains(string(r.body), "remit_fsyncs_total") {
+	if !strings.Contains(string(r.body), "remit_transfers_created_total 1\n") || !strings.Contains(string(r.body), "remit_fsyncs_total") ||
+		!strings.Contains(string(r.body), `remit_fsync_seconds_bucket{le="+Inf"}`) {
 		t.Fatal(string(r.body))
 	}
 	if e.call("GET", "/v1/nothing", "", "").status != 404 {

@@ -68,7 +68,23 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	} {
 		*b = fmt.Appendf(*b, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", m.name, m.help, m.name, m.typ, m.name, m.v)
 	}
-	*b = fmt.Appendf(*b, "# HELP remit_fsync_seconds_total Time spent in journal fsync.\n# TYPE remit_fsync_seconds_total counter\nremit_fsync_seconds_total %g\n", float64(st.FsyncNanos.Load())/1e9)
+	*b = appendHist(*b, "remit_fsync_seconds", "Journal fsync latency.", &st.FsyncLatency)
+	*b = appendHist(*b, "remit_batch_commit_seconds", "From the state machine taking a batch to all its requests being answered.", &st.CommitLatency)
 	w.Write(*b)
 	putBuf(b)
+}
+
+func appendHist(b []byte, name, help string, h *engine.Hist) []byte {
+	counts, sum := h.Counts()
+	b = fmt.Appendf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name)
+	var cum int64
+	for i, c := range counts {
+		cum += c
+		le := "+Inf"
+		if i < len(engine.HistBounds) {
+			le = strconv.FormatFloat(engine.HistBounds[i], 'g', -1, 64)
+		}
+		b = fmt.Appendf(b, "%s_bucket{le=%q} %d\n", name, le, cum)
+	}
+	return fmt.Appendf(b, "%s_sum %g\n%s_count %d\n", name, sum, name, cum)
 }
