@@ -310,6 +310,41 @@ func TestCrashAfterBatchSend(t *testing.T) {
 	}
 }
 
+// TestPayoutRetriedUntilAccountExists: remit rejects the payout (the
+// claimant account does not exist); the entry stays in the outbox with the
+// reason visible on GET /v1/outbox, and once the account is created the
+// retry pays the claim.
+func TestPayoutRetriedUntilAccountExists(t *testing.T) {
+	r := newRig(t)
+	r.startClaims()
+	r.setup()
+	r.toInvestigation("late", "acc-late", 900)
+	must(t, "POST", r.claims.URL()+"/v1/claims/late/evaluate", map[string]any{"reserve": 900, "actor": "adjuster"}, nil, 200)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ob := must(t, "GET", r.claims.URL()+"/v1/outbox", nil, nil, 200)
+		p := ob["pending"].([]any)
+		if len(p) == 1 {
+			e := p[0].(map[string]any)
+			if e["attempts"].(float64) >= 1 && strings.Contains(e["last_error"].(string), "credit_account_not_found") {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("outbox never showed the rejection: %v", ob)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if c := must(t, "GET", r.claims.URL()+"/v1/claims/late", nil, nil, 200); c["state"] != "approved" {
+		t.Fatalf("rejected payout changed the claim to %v", c["state"])
+	}
+	must(t, "POST", r.remit.URL()+"/v1/accounts", map[string]any{"id": "acc-late", "currency": "EUR", "flags": []string{}}, nil, 201)
+	r.waitPaid("late")
+	if got := r.credits("acc-late"); got != 900 {
+		t.Fatalf("credited %d, want 900", got)
+	}
+}
+
 func TestFlagErrors(t *testing.T) {
 	cases := [][]string{
 		{"--dispatch-batch", "0"},

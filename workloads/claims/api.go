@@ -24,6 +24,7 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/policies", s.hPolicy)
 	mux.HandleFunc("GET /v1/policies/{id}", s.hGetPolicy)
 	mux.HandleFunc("GET /v1/stats", s.hStats)
+	mux.HandleFunc("GET /v1/outbox", s.hOutbox)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	mux.HandleFunc("GET /metrics", s.hMetrics)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

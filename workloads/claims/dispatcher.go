@@ -3,9 +3,11 @@ package claims
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log"
 	"math/rand/v2"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -32,6 +34,7 @@ type Dispatcher struct {
 	send      Sender
 	BatchSize int
 	crashAt   string
+	mu        sync.Mutex // guards retry (read by GET /v1/outbox)
 	retry     map[uint64]retryState
 	Logf      func(format string, args ...any)
 }
@@ -39,12 +42,23 @@ type Dispatcher struct {
 type retryState struct {
 	attempts int
 	next     time.Time
+	lastErr  string
 }
 
 // NewDispatcher builds a dispatcher; the crash hook is read from CrashEnv.
 func NewDispatcher(svc *Service, send Sender) *Dispatcher {
-	return &Dispatcher{svc: svc, send: send, BatchSize: 1000, crashAt: os.Getenv(CrashEnv),
+	d := &Dispatcher{svc: svc, send: send, BatchSize: 1000, crashAt: os.Getenv(CrashEnv),
 		retry: map[uint64]retryState{}, Logf: log.Printf}
+	svc.inspect = d.state
+	return d
+}
+
+// state reports the retry state of an outbox entry (for GET /v1/outbox).
+func (d *Dispatcher) state(seq uint64) (retryState, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r, ok := d.retry[seq]
+	return r, ok
 }
 
 // Run dispatches until ctx is done.
@@ -74,6 +88,8 @@ func (d *Dispatcher) Run(ctx context.Context) {
 func (d *Dispatcher) pending(now time.Time) ([]OutboxEntry, time.Duration, error) {
 	var out []OutboxEntry
 	wait := 500 * time.Millisecond
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	err := d.svc.store.db.View(func(tx *bolt.Tx) error {
 		cur := tx.Bucket(bOutbox).Cursor()
 		for k, v := cur.First(); k != nil && len(out) < d.BatchSize; k, v = cur.Next() {
@@ -118,7 +134,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, batch []OutboxEntry) {
 	if err != nil {
 		d.Logf("claims payout batch of %d failed, will retry: %v", len(batch), err)
 		for _, e := range batch {
-			d.backoff(e.Seq)
+			d.backoff(e.Seq, err.Error())
 		}
 		d.svc.m.payoutErrors.Add(int64(len(batch)))
 		return
@@ -129,17 +145,19 @@ func (d *Dispatcher) dispatch(ctx context.Context, batch []OutboxEntry) {
 		e := batch[i]
 		if r.Acked() {
 			ops = append(ops, d.svc.opPaid(e, r.Status))
+			d.mu.Lock()
 			delete(d.retry, e.Seq)
+			d.mu.Unlock()
 			continue
 		}
 		// A rejection (e.g. payer account underfunded or claimant account
 		// missing) may be fixed by an operator; keep the entry and retry
 		// with backoff rather than dropping a payment.
 		d.svc.m.payoutErrors.Add(1)
-		if d.retry[e.Seq].attempts == 0 {
+		if st, _ := d.state(e.Seq); st.attempts == 0 {
 			d.Logf("claims payout %s for claim %s rejected by remit (%d %s: %s); retrying with backoff", e.TransferID, e.ClaimID, r.Status, r.Code, r.Error)
 		}
-		d.backoff(e.Seq)
+		d.backoff(e.Seq, fmt.Sprintf("remit %d %s: %s", r.Status, r.Code, r.Error))
 	}
 	if len(ops) == 0 {
 		return
@@ -151,9 +169,12 @@ func (d *Dispatcher) dispatch(ctx context.Context, batch []OutboxEntry) {
 	d.svc.m.payoutsAcked.Add(int64(len(ops)))
 }
 
-func (d *Dispatcher) backoff(seq uint64) {
+func (d *Dispatcher) backoff(seq uint64, why string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	r := d.retry[seq]
 	r.attempts++
+	r.lastErr = why
 	delay := 50 * time.Millisecond << min(r.attempts, 8)
 	if delay > 10*time.Second {
 		delay = 10 * time.Second

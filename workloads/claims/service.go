@@ -33,6 +33,7 @@ type Service struct {
 	wake    chan struct{} // nudges the payout dispatcher
 	now     func() time.Time
 	m       *metrics
+	inspect func(seq uint64) (retryState, bool) // set by the dispatcher
 }
 
 // NewService wires a service over an open store.
