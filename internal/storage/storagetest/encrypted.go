@@ -93,6 +93,23 @@ func testEncrypted(t *testing.T, p storage.Pool) {
 	}
 	wantHidden(t, p, "sec")
 
+	// Resizing keeps the volume encrypted and readable.
+	if err := p.ResizeVolume(ctx, "sec", 96*MiB); err != nil {
+		t.Fatal(err)
+	}
+	writeMarker(t, p, "sec", "90M")
+	wantHidden(t, p, "sec")
+
+	// An import with Encrypted set encrypts the plaintext source.
+	src := filepath.Join(t.TempDir(), "plain.raw")
+	plain := make([]byte, 4*MiB)
+	copy(plain[MiB:], bytes.Repeat(marker, 1000))
+	os.WriteFile(src, plain, 0o600)
+	if _, err := p.ImportVolume(ctx, src, "secimp", storage.ImportOpts{VolumeOpts: storage.VolumeOpts{Encrypted: true}}); err != nil {
+		t.Fatal(err)
+	}
+	wantHidden(t, p, "secimp")
+
 	// Another master key cannot open the volumes of this pool.
 	cfg := p.Config()
 	cfg.MasterKeyFile = filepath.Join(t.TempDir(), "other.key")

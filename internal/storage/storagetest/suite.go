@@ -1,6 +1,7 @@
 package storagetest
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -338,6 +339,18 @@ func testExportImport(t *testing.T, p storage.Pool) {
 		if len(progress) == 0 || progress[len(progress)-1] != 100 {
 			t.Fatalf("progress %v does not end at 100", progress)
 		}
+	}
+	// Export to a writer gives the same bytes as the file export.
+	var buf bytes.Buffer
+	if err := p.ExportVolume(ctx, "orig", storage.FormatRaw, &buf, nil); err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(Export(t, p, "orig", storage.FormatRaw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf.Bytes(), want) {
+		t.Fatalf("ExportVolume wrote %d bytes that differ from the %d-byte file export", buf.Len(), len(want))
 	}
 	// A corrupt file is refused and leaves no volume.
 	bad := filepath.Join(t.TempDir(), "bad.qcow2")
