@@ -69,8 +69,23 @@ func TestBadInputChangesNothing(t *testing.T) {
 	if err := d.Pause(ctx, "bad"); !errors.Is(err, compute.ErrState) {
 		t.Fatalf("pause of a stopped instance: %v", err)
 	}
-	if err := d.AttachDisk(ctx, "bad", compute.DiskSpec{ID: "x", Path: "/x", Format: compute.FormatRaw}); !errors.Is(err, compute.ErrNotSupported) && !errors.Is(err, compute.ErrState) {
-		t.Fatalf("hot-plug on a stopped appliance: %v", err)
+	if err := d.AttachDisk(ctx, "bad", compute.DiskSpec{ID: "x", Path: "/nonexistent.img", Format: compute.FormatRaw}); !errors.Is(err, compute.ErrInvalid) {
+		t.Fatalf("attach of a missing disk file: %v", err)
+	}
+	// A stopped appliance takes the disk into its spec, for the next boot.
+	img := dir + "/x.img"
+	os.WriteFile(img, make([]byte, 4096), 0o600)
+	if err := d.AttachDisk(ctx, "bad", compute.DiskSpec{ID: "x", Path: img, Format: compute.FormatRaw}); err != nil {
+		t.Fatalf("attach to a stopped appliance: %v", err)
+	}
+	if err := d.AttachDisk(ctx, "bad", compute.DiskSpec{ID: "x", Path: img, Format: compute.FormatRaw}); !errors.Is(err, compute.ErrInvalid) {
+		t.Fatalf("second disk with the same id: %v", err)
+	}
+	if info, _ := d.Info(ctx, "bad"); len(info.Spec.Disks) != 1 {
+		t.Fatalf("spec disks after cold attach: %+v", info.Spec.Disks)
+	}
+	if err := d.DetachDisk(ctx, "bad", "x"); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := d.State(ctx, "nosuch"); !errors.Is(err, compute.ErrNotFound) {
 		t.Fatalf("state of unknown: %v", err)
