@@ -89,13 +89,15 @@ func RunClaims(ctx context.Context, cfg ClaimsConfig) (*Report, error) {
 	paid := append([]paidClaim(nil), r.paid...)
 	unsettled := append([]claimPlan(nil), r.unsettled...)
 	r.mu.Unlock()
-	late, never := r.settle(ctx, unsettled)
-	paid = append(paid, late...)
-	rep.Figures["claims_paid_after_run"] = float64(len(late))
-	rep.Figures["claims_never_paid"] = float64(never)
-	rep.Extra["payout"] = Summarize(pl)
+	sr := r.settle(ctx, unsettled)
+	paid = append(paid, sr.paid...)
 	rep.Figures["claims_paid"] = float64(len(paid))
-	rep.Figures["claims_paid_per_s"] = float64(len(paid)) / rep.ElapsedS
+	rep.Figures["claims_paid_after_run"] = float64(len(sr.paid))
+	rep.Figures["claims_not_created"] = float64(sr.notCreated)
+	rep.Figures["claims_abandoned_before_approval"] = float64(sr.abandoned)
+	rep.AddCheck("approved_claims_paid", len(sr.stuck) == 0, "%d approved claims not paid within %v after the run: %s", len(sr.stuck), r.cfg.Wait, summarize(sr.stuck))
+	rep.Extra["payout"] = Summarize(pl)
+	rep.Figures["claims_paid_per_s"] = float64(len(paid)-len(sr.paid)) / rep.ElapsedS
 	rep.Figures["claims_four_eyes"] = float64(r.fourEyes.Load())
 	rep.Figures["claims_auto_approved"] = float64(r.autoCount.Load())
 	r.verify(ctx, rep, paid)
@@ -351,11 +353,19 @@ func errOrNil(err error) string {
 	return err.Error()
 }
 
+// settleResult classifies claims not seen paid during the run.
+type settleResult struct {
+	paid       []paidClaim
+	notCreated int // the request never committed (e.g. server killed)
+	abandoned  int // created but the run stopped before approval
+	stuck      []string
+}
+
 // settle waits (once more, after the load) for claims not seen paid during
 // the run, so the exactly-once check covers every payout remit may hold.
-func (r *claimsRun) settle(ctx context.Context, plans []claimPlan) ([]paidClaim, int) {
-	var paid []paidClaim
-	never := 0
+// An approved claim that still is not paid is a lost payment.
+func (r *claimsRun) settle(ctx context.Context, plans []claimPlan) settleResult {
+	var sr settleResult
 	for i := 0; i < len(plans); i += 1000 {
 		chunk := plans[i:min(i+1000, len(plans))]
 		ids := make([]string, len(chunk))
@@ -366,21 +376,30 @@ func (r *claimsRun) settle(ctx context.Context, plans []claimPlan) ([]paidClaim,
 			Claims []struct {
 				ID         string `json:"id"`
 				State      string `json:"state"`
+				Found      bool   `json:"found"`
 				Amount     int64  `json:"approved_amount"`
 				TransferID string `json:"payout_transfer_id"`
 			} `json:"claims"`
 		}
 		if _, err := r.c.Do(ctx, "POST", "/v1/claims/wait", nil, map[string]any{"ids": ids, "state": "paid", "timeout_ms": r.cfg.Wait.Milliseconds()}, &w); err != nil {
-			never += len(chunk)
+			for _, id := range ids {
+				sr.stuck = append(sr.stuck, id+": "+err.Error())
+			}
 			continue
 		}
 		for j, c := range w.Claims {
-			if c.State == "paid" && j < len(chunk) {
-				paid = append(paid, paidClaim{id: c.ID, claimant: chunk[j].claimant, amount: c.Amount, transfer: c.TransferID})
-			} else {
-				never++
+			switch {
+			case j >= len(chunk):
+			case c.State == "paid":
+				sr.paid = append(sr.paid, paidClaim{id: c.ID, claimant: chunk[j].claimant, amount: c.Amount, transfer: c.TransferID})
+			case !c.Found:
+				sr.notCreated++
+			case c.State == "approved" || c.State == "evaluated" && r.cfg.Batch > 1:
+				sr.stuck = append(sr.stuck, c.ID+" still "+c.State)
+			default:
+				sr.abandoned++
 			}
 		}
 	}
-	return paid, never
+	return sr
 }
