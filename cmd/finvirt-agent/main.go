@@ -68,6 +68,12 @@ func initMain(configPath, portName string) {
 			logf("loaded %d modules; errors: %v", n, err)
 		}
 	}()
+	if root := guest.RootFromCmdline(); root != "" {
+		// Full image: this initramfs only loads the drivers, then the disk's init takes over.
+		<-modulesDone
+		err := guest.SwitchRoot(root, configPath, 30*time.Second)
+		logf("switching to root %s failed: %v; carrying on as an appliance", root, err)
+	}
 	cfg, err := agent.LoadConfig(configPath)
 	if err != nil {
 		// Keep going with what parsed: the host can still reach the agent and diagnose.
