@@ -93,7 +93,15 @@ func (s *Service) hGet(w http.ResponseWriter, r *http.Request) {
 			writeErr(w, badRequest("invalid_state", "wait_for %q is not a claim state; use one of %s", wf, stateList()))
 			return
 		}
-		ms, _ := strconv.Atoi(r.URL.Query().Get("timeout_ms"))
+		ms := 0
+		if v := r.URL.Query().Get("timeout_ms"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				writeErr(w, badRequest("invalid_timeout", "timeout_ms %q must be a positive integer (max 60000)", v))
+				return
+			}
+			ms = n
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), waitTimeout(ms))
 		defer cancel()
 		cs, _, err := s.Wait(ctx, []string{id}, State(wf))
@@ -207,6 +215,10 @@ func (s *Service) hWait(w http.ResponseWriter, r *http.Request) {
 	}
 	if !ValidState(req.State) {
 		writeErr(w, badRequest("invalid_state", "wait state %q is not a claim state; use one of %s", req.State, stateList()))
+		return
+	}
+	if req.TimeoutMS < 0 || req.TimeoutMS > 60000 {
+		writeErr(w, badRequest("invalid_timeout", "wait timeout_ms %d must be 0-60000 (0 = 10s default)", req.TimeoutMS))
 		return
 	}
 	if len(req.IDs) == 0 || len(req.IDs) > MaxBatchOps {

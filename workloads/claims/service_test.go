@@ -383,6 +383,7 @@ func TestListPaginationAndWait(t *testing.T) {
 	for _, c := range []struct{ path, body, code string }{
 		{"/v1/claims/wait", `{"ids":[],"state":"paid"}`, "invalid_ids"},
 		{"/v1/claims/wait", `{"ids":["a"],"state":"gone"}`, "invalid_state"},
+		{"/v1/claims/wait", `{"ids":["a"],"state":"paid","timeout_ms":-1}`, "invalid_timeout"},
 		{"/v1/batch", `{"ops":[]}`, "invalid_batch"},
 		{"/v1/policies", `{"id":"x","status":"sleeping","currency":"EUR"}`, "invalid_policy_status"},
 	} {
@@ -390,6 +391,7 @@ func TestListPaginationAndWait(t *testing.T) {
 			t.Errorf("%s %s: %d %v, want 400 %s", c.path, c.body, st, m, c.code)
 		}
 	}
+	e.must("GET", "/v1/claims/p0?wait_for=paid&timeout_ms=soon", "", "", 400)
 	e.must("GET", "/v1/policies/pol-1", "", "", 200)
 	e.must("GET", "/v1/policies/nope", "", "", 404)
 }

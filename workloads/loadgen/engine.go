@@ -28,20 +28,20 @@ type Config struct {
 	Drain time.Duration
 }
 
-// Result is a finished run.
+// Result is a finished run (see Report for the JSON form).
 type Result struct {
-	Mode     string        `json:"mode"` // "open" | "closed"
-	Rate     float64       `json:"target_rate,omitempty"`
-	Workers  int           `json:"workers"`
-	Elapsed  time.Duration `json:"elapsed_ns"`
-	Requests uint64        `json:"requests"`
-	OK       uint64        `json:"ok"`
+	Mode     string // "open" | "closed"
+	Rate     float64
+	Workers  int
+	Elapsed  time.Duration
+	Requests uint64
+	OK       uint64
 	Errors   map[string]uint64
-	Late     uint64        `json:"late"` // open loop: started after intended+LateAfter
+	Late     uint64        // open loop: started after intended+LateAfter
 	MaxLag   time.Duration // open loop: worst send lag behind schedule
 	Latency  *Histogram    // open: from intended send time; closed: from start
 	Service  *Histogram    // from actual send to completion
-	Unsent   uint64        `json:"unsent"` // scheduled but never started (drain timeout)
+	Unsent   uint64        // scheduled but never started (drain timeout)
 }
 
 // Throughput is completed requests per second.
