@@ -346,3 +346,32 @@ func TestInstanceInitrd(t *testing.T) {
 		t.Fatalf("temp files left: %v", left)
 	}
 }
+
+// TestBuildFullRejects covers the checks BuildFull makes before the slow debootstrap; the
+// build itself runs in internal/agent/vmtest TestFullImage (FINVIRT_SOAK).
+func TestBuildFullRejects(t *testing.T) {
+	s := newStore(t)
+	dynamic := "/usr/bin/qemu-img"
+	if _, err := os.Stat(dynamic); err != nil {
+		dynamic = "/bin/ls"
+	}
+	tests := []struct {
+		name, image string
+		spec        FullSpec
+		err         string
+	}{
+		{"bad name", "Bad/Name", FullSpec{Agent: "/bin/busybox"}, "invalid"},
+		{"no agent", "full-a", FullSpec{}, "Agent"},
+		{"dynamic agent", "full-b", FullSpec{Agent: dynamic}, "dynamically linked"},
+		{"bad kernel dir", "full-c", FullSpec{Agent: "/bin/busybox", KernelDir: t.TempDir()}, "no boot/vmlinuz"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := s.BuildFull(context.Background(), tc.image, tc.spec, nil)
+			if err == nil || (!strings.Contains(err.Error(), tc.err) && !strings.Contains(err.Error(), "not installed")) {
+				t.Fatalf("err = %v, want %q", err, tc.err)
+			}
+			assertClean(t, s, 0)
+		})
+	}
+}
