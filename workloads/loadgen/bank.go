@@ -24,6 +24,18 @@ type BankRead struct {
 	Quiescent bool
 	Balances  map[string]int64 // account -> balance (credits - debits posted)
 	Missing   []string         // accounts that returned 404
+	// Atomic evidence for reads during load: remit's /v1/invariants (one
+	// consistent computation) says all balances of the currency sum to 0,
+	// and the mint's balance is unchanged, so the customer accounts sum to
+	// exactly what the mint issued at that instant.
+	Invariants *InvariantsRead
+}
+
+// InvariantsRead is one GET /v1/invariants plus the mint balance.
+type InvariantsRead struct {
+	OK          bool
+	SumBalances int64
+	MintBalance int64
 }
 
 // CheckBank returns every violation found in reads (empty = pass).
@@ -57,6 +69,14 @@ func CheckBank(m BankModel, reads []BankRead) []string {
 		seen := len(r.Balances) - len(unexpected) + len(r.Missing)
 		if seen != len(m.Accounts) {
 			v = append(v, fmt.Sprintf("%s: read covers %d of %d accounts", tag, seen, len(m.Accounts)))
+		}
+		if iv := r.Invariants; iv != nil {
+			if !iv.OK || iv.SumBalances != 0 {
+				v = append(v, fmt.Sprintf("%s: /v1/invariants ok=%v sum_balances=%d", tag, iv.OK, iv.SumBalances))
+			}
+			if iv.MintBalance != -m.Total {
+				v = append(v, fmt.Sprintf("%s: mint balance %d, expected %d (customer accounts no longer hold exactly the issued total)", tag, iv.MintBalance, -m.Total))
+			}
 		}
 		if r.Quiescent && len(r.Missing) == 0 && sum != m.Total {
 			v = append(v, fmt.Sprintf("%s: balances sum to %d, expected %d (money created or destroyed: %+d)", tag, sum, m.Total, sum-m.Total))

@@ -21,6 +21,9 @@ func TestCheckBank(t *testing.T) {
 		{"missing", BankRead{At: now, Quiescent: true, Balances: map[string]int64{"a": 100, "b": 200}, Missing: []string{"c"}}, []string{"account c is missing"}},
 		{"unexpected", BankRead{At: now, Quiescent: true, Balances: map[string]int64{"a": 100, "b": 100, "c": 100, "zz": 5}}, []string{"unexpected account zz"}},
 		{"partial", BankRead{At: now, Balances: map[string]int64{"a": 100}}, []string{"covers 1 of 3"}},
+		{"invariants ok", BankRead{At: now, Balances: map[string]int64{"a": 0, "b": 0, "c": 0}, Invariants: &InvariantsRead{OK: true, MintBalance: -300}}, nil},
+		{"invariants broken", BankRead{At: now, Balances: map[string]int64{"a": 0, "b": 0, "c": 0}, Invariants: &InvariantsRead{OK: false, SumBalances: 7, MintBalance: -300}}, []string{"ok=false sum_balances=7"}},
+		{"mint moved", BankRead{At: now, Balances: map[string]int64{"a": 0, "b": 0, "c": 0}, Invariants: &InvariantsRead{OK: true, MintBalance: -299}}, []string{"mint balance -299, expected -300"}},
 	}
 	for _, c := range cases {
 		v := CheckBank(model, []BankRead{c.read})

@@ -125,6 +125,7 @@ func RunRemit(ctx context.Context, cfg RemitConfig) (*Report, error) {
 				case <-time.After(cfg.ReadEvery):
 				}
 				if rd, err := r.readAll(runCtx, false); err == nil {
+					rd.Invariants, _ = r.readInvariants(runCtx)
 					readMu.Lock()
 					reads = append(reads, rd)
 					readMu.Unlock()
@@ -277,6 +278,24 @@ func (r *remitRun) readAll(ctx context.Context, quiescent bool) (BankRead, error
 		return nil
 	})
 	return rd, err
+}
+
+// readInvariants reads /v1/invariants and the mint balance.
+func (r *remitRun) readInvariants(ctx context.Context) (*InvariantsRead, error) {
+	var inv struct {
+		OK         bool `json:"ok"`
+		Currencies map[string]struct {
+			SumBalances int64 `json:"sum_balances"`
+		} `json:"currencies"`
+	}
+	if _, err := r.c.Do(ctx, "GET", "/v1/invariants", nil, nil, &inv); err != nil {
+		return nil, err
+	}
+	var mint accountJSON
+	if _, err := r.c.Do(ctx, "GET", "/v1/accounts/"+r.mint, nil, nil, &mint); err != nil {
+		return nil, err
+	}
+	return &InvariantsRead{OK: inv.OK, SumBalances: inv.Currencies[r.cfg.Currency].SumBalances, MintBalance: mint.Balance}, nil
 }
 
 // parallel runs f(0..n-1) on conc goroutines, returning the first error.

@@ -25,6 +25,10 @@ func (r *remitRun) verify(ctx context.Context, rep *Report, reads []BankRead) {
 		rep.AddCheck("final_read", false, "could not read balances: %v", err)
 		return
 	}
+	final.Invariants, err = r.readInvariants(ctx)
+	if err != nil {
+		rep.AddCheck("final_invariants_read", false, "%v", err)
+	}
 	flagged := map[string]bool{}
 	for _, a := range r.accounts {
 		flagged[a] = true
