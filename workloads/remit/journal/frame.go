@@ -47,49 +47,49 @@ func (e *CorruptError) Error() string {
 }
 
 // Scan walks the framed records in data, calling fn with each payload and
-// its offset. It returns the length of the valid prefix. If lastSegment, an
-// incomplete final record is reported as torn (valid < len(data), err nil);
-// otherwise it is corruption.
+// its offset, and returns the length of the valid prefix. Segments are
+// preallocated with zeros, so an all-zero remainder is free space, not damage.
+// In the last segment, an incomplete or checksum-failing record followed only
+// by zeros (or by the end of the file) is a torn append: torn is true and
+// valid is where it starts. Anything else is a *CorruptError.
 func Scan(name string, data []byte, lastSegment bool, fn func(off int64, payload []byte) error) (valid int64, torn bool, err error) {
 	off := 0
 	for off < len(data) {
+		if allZero(data[off:]) {
+			return int64(off), false, nil // preallocated, never written
+		}
 		rest := len(data) - off
-		tornHere := func(reason string) (int64, bool, error) {
-			if lastSegment {
+		// tail reports a defective record starting at off whose remainder
+		// after end is all zeros: a torn append in the last segment.
+		tail := func(end int, reason string) (int64, bool, error) {
+			if lastSegment && (end >= len(data) || allZero(data[end:])) {
 				return int64(off), true, nil
 			}
 			return int64(off), false, &CorruptError{File: name, Offset: int64(off), Reason: reason}
 		}
 		if rest < HeaderSize {
-			return tornHere("incomplete record header")
+			return tail(len(data), "incomplete record header")
 		}
 		n := int(binary.LittleEndian.Uint32(data[off:]))
 		sum := binary.LittleEndian.Uint32(data[off+4:])
 		if n == 0 {
-			if allZero(data[off:]) {
-				return tornHere("zero-filled tail")
-			}
-			return int64(off), false, &CorruptError{File: name, Offset: int64(off), Reason: "zero record length followed by data"}
+			return tail(off+HeaderSize, "zero record length followed by data")
 		}
-		if n > MaxRecord || n > rest-HeaderSize {
-			// A record that claims to run past the end of the file is what a
-			// crash in the middle of an append looks like.
-			if n > rest-HeaderSize {
-				return tornHere(fmt.Sprintf("record of %d bytes runs past the end of the file", n))
-			}
+		if n > MaxRecord {
 			return int64(off), false, &CorruptError{File: name, Offset: int64(off), Reason: fmt.Sprintf("record length %d exceeds the maximum", n)}
 		}
-		payload := data[off+HeaderSize : off+HeaderSize+n]
-		if crc32.Checksum(payload, castagnoli) != sum {
-			if off+HeaderSize+n == len(data) {
-				return tornHere("checksum mismatch in the final record")
-			}
-			return int64(off), false, &CorruptError{File: name, Offset: int64(off), Reason: "CRC32C checksum mismatch"}
+		if n > rest-HeaderSize {
+			// a record that runs past the end of the file is a cut append
+			return tail(len(data), fmt.Sprintf("record of %d bytes runs past the end of the file", n))
 		}
-		if err := fn(int64(off), payload); err != nil {
+		end := off + HeaderSize + n
+		if crc32.Checksum(data[off+HeaderSize:end], castagnoli) != sum {
+			return tail(end, "CRC32C checksum mismatch")
+		}
+		if err := fn(int64(off), data[off+HeaderSize:end]); err != nil {
 			return int64(off), false, err
 		}
-		off += HeaderSize + n
+		off = end
 	}
 	return int64(off), false, nil
 }

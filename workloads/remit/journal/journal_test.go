@@ -50,54 +50,57 @@ func TestTornTailIsTruncated(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		mutate func(b []byte) []byte
+		want   int  // records that survive
+		torn   bool // reported as torn (else: untouched free space)
 	}{
-		{"partial header", func(b []byte) []byte { return append(b, 1, 2, 3) }},
-		{"partial payload", func(b []byte) []byte { return append(b, record("record-999")[:full-4]...) }},
+		{"partial header", func(b []byte) []byte { return append(b, 1, 2, 3) }, 5, true},
+		{"partial payload", func(b []byte) []byte { return append(b, record("record-999")[:full-4]...) }, 5, true},
 		{"garbage final record", func(b []byte) []byte {
 			r := record("record-999")
 			r[len(r)-1] ^= 0xff
 			return append(b, r...)
-		}},
-		{"zero-filled tail", func(b []byte) []byte { return append(b, make([]byte, 4096)...) }},
-		{"cut inside the last real record", func(b []byte) []byte { return b[:len(b)-3] }},
+		}, 5, true},
+		{"cut inside the last real record", func(b []byte) []byte { return b[:len(b)-3] }, 4, true},
+		{"length field only", func(b []byte) []byte { return append(b, 40, 0, 0, 0) }, 5, true},
+		{"zero-filled tail is free space", func(b []byte) []byte { return append(b, make([]byte, 4096)...) }, 5, false},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			writeRecords(t, dir, 5)
-			name := filepath.Join(dir, SegmentName(1))
-			data, _ := os.ReadFile(name)
-			mut := tc.mutate(append([]byte(nil), data...))
-			os.WriteFile(name, mut, 0o600)
-			got, rec, err := replay(dir)
-			if err != nil {
-				t.Fatalf("torn tail must recover: %v", err)
-			}
-			want := 5
-			if strings.Contains(tc.name, "cut inside") {
-				want = 4
-			}
-			if len(got) != want {
-				t.Fatalf("replayed %d records, want %d", len(got), want)
-			}
-			if rec.TornBytes == 0 {
-				t.Fatal("torn bytes not reported")
-			}
-			st, _ := os.Stat(name)
-			if st.Size() != int64(want*full) {
-				t.Fatalf("file is %d bytes after truncation, want %d", st.Size(), want*full)
-			}
-			// the truncated journal accepts appends and replays cleanly
-			l, _, err := Open(dir, false, Handlers{Record: func(uint64, int64, []byte) error { return nil }})
-			if err != nil {
-				t.Fatal(err)
-			}
-			l.Write(record("after"))
-			l.Close()
-			got, _, err = replay(dir)
-			if err != nil || len(got) != want+1 || got[want] != "after" {
-				t.Fatalf("after append: %v %v", got, err)
-			}
-		})
+		for _, prealloc := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/prealloc=%v", tc.name, prealloc), func(t *testing.T) {
+				dir := t.TempDir()
+				writeRecords(t, dir, 5)
+				name := filepath.Join(dir, SegmentName(1))
+				data, _ := os.ReadFile(name)
+				mut := tc.mutate(append([]byte(nil), data[:5*full]...))
+				if prealloc { // the crash left the rest of the zeroed preallocation behind
+					mut = append(mut, make([]byte, 64<<10)...)
+				}
+				os.WriteFile(name, mut, 0o600)
+				got, rec, err := replay(dir)
+				if err != nil {
+					t.Fatalf("torn tail must recover: %v", err)
+				}
+				if len(got) != tc.want {
+					t.Fatalf("replayed %d records, want %d", len(got), tc.want)
+				}
+				if (rec.TornBytes > 0) != tc.torn {
+					t.Fatalf("torn bytes %d, torn expected %v", rec.TornBytes, tc.torn)
+				}
+				if st, _ := os.Stat(name); tc.torn && st.Size() != int64(tc.want*full) {
+					t.Fatalf("file is %d bytes after truncation, want %d", st.Size(), tc.want*full)
+				}
+				// the recovered journal accepts appends and replays cleanly
+				l, _, err := Open(dir, false, Handlers{Record: func(uint64, int64, []byte) error { return nil }})
+				if err != nil {
+					t.Fatal(err)
+				}
+				l.Write(record("after"))
+				l.Close()
+				got, _, err = replay(dir)
+				if err != nil || len(got) != tc.want+1 || got[tc.want] != "after" {
+					t.Fatalf("after append: %v %v", got, err)
+				}
+			})
+		}
 	}
 }
 
