@@ -42,6 +42,8 @@ type Log struct {
 	grew      bool  // the file length changed since the last full fsync
 	noSync    bool
 	zeroChunk []byte
+	ext       chan error // background preallocation in flight
+	extTo     int64      // file length once it completes
 }
 
 // Seq is the current segment number.
@@ -50,25 +52,76 @@ func (l *Log) Seq() uint64 { return l.seq }
 // Size is the current segment's length in bytes.
 func (l *Log) Size() int64 { return l.size }
 
-// Write appends already-framed records (no fsync), first growing the
-// zero-filled preallocation when needed.
+// Write appends already-framed records (no fsync). The zero-filled
+// preallocation is grown in the background half a chunk ahead of need, so a
+// batch normally never waits for it; only a write that outruns it extends
+// synchronously.
 func (l *Log) Write(b []byte) error {
-	for l.size+int64(len(b)) > l.alloc {
-		if l.zeroChunk == nil {
-			l.zeroChunk = make([]byte, PreallocChunk)
+	l.pollExtend(false)
+	if l.size+int64(len(b)) > l.alloc {
+		l.pollExtend(true)
+		for l.size+int64(len(b)) > l.alloc {
+			if _, err := l.f.WriteAt(l.zeros(), l.alloc); err != nil {
+				return fmt.Errorf("journal: preallocating %s: %w", l.f.Name(), err)
+			}
+			l.alloc += PreallocChunk
+			l.grew = true
 		}
-		if _, err := l.f.WriteAt(l.zeroChunk, l.alloc); err != nil {
-			return fmt.Errorf("journal: preallocating %s: %w", l.f.Name(), err)
-		}
-		l.alloc += int64(len(l.zeroChunk))
-		l.grew = true
 	}
 	n, err := l.f.WriteAt(b, l.size)
 	l.size += int64(n)
 	if err != nil {
 		return fmt.Errorf("journal: appending to %s: %w", l.f.Name(), err)
 	}
+	if l.ext == nil && l.alloc-l.size < PreallocChunk/2 {
+		l.startExtend()
+	}
 	return nil
+}
+
+func (l *Log) zeros() []byte {
+	if int64(len(l.zeroChunk)) != PreallocChunk {
+		l.zeroChunk = make([]byte, PreallocChunk)
+	}
+	return l.zeroChunk
+}
+
+// startExtend zero-fills the next chunk past the file end and makes the new
+// length durable, concurrently with appends below the old end (disjoint
+// ranges of the same file).
+func (l *Log) startExtend() {
+	f, at, z, noSync := l.f, l.alloc, l.zeros(), l.noSync
+	ch := make(chan error, 1)
+	l.ext, l.extTo = ch, at+PreallocChunk
+	go func() {
+		_, err := f.WriteAt(z, at)
+		if err == nil && !noSync {
+			err = f.Sync()
+		}
+		ch <- err
+	}()
+}
+
+// pollExtend collects a finished background extension (waiting for it if wait).
+func (l *Log) pollExtend(wait bool) {
+	if l.ext == nil {
+		return
+	}
+	var err error
+	if wait {
+		err = <-l.ext
+	} else {
+		select {
+		case err = <-l.ext:
+		default:
+			return
+		}
+	}
+	l.ext = nil
+	if err == nil {
+		l.alloc = l.extTo // already fsynced by the extender
+	}
+	// on error the space is simply not counted; the synchronous path retries
 }
 
 // Sync makes everything written so far durable (skipped only with noSync,
@@ -92,6 +145,7 @@ func (l *Log) Sync() error {
 
 // Rotate syncs and closes the current segment and starts segment seq+1.
 func (l *Log) Rotate() error {
+	l.pollExtend(true)
 	if err := l.Sync(); err != nil {
 		return err
 	}
@@ -106,6 +160,7 @@ func (l *Log) Close() error {
 	if l.f == nil {
 		return nil
 	}
+	l.pollExtend(true)
 	err := l.Sync()
 	if cerr := l.f.Close(); err == nil {
 		err = cerr
@@ -129,7 +184,7 @@ func (l *Log) openSegment(seq uint64, create bool, size int64) error {
 		f.Close()
 		return err
 	}
-	l.f, l.seq, l.size, l.alloc, l.grew = f, seq, size, st.Size(), false
+	l.f, l.seq, l.size, l.alloc, l.grew, l.ext = f, seq, size, st.Size(), false, nil
 	if create {
 		return syncDir(l.dir, l.noSync)
 	}
