@@ -28,6 +28,9 @@ type Access struct {
 	ReadOnly bool
 	// Key is the volume's LUKS passphrase material (32 random bytes); nil when not encrypted.
 	Key []byte
+	// WritableBacking opens backing layers read-write: for offline tools that write into them
+	// (qemu-img commit). Never set it for QEMU, which must not write below the active layer.
+	WritableBacking bool
 }
 
 // Encrypted reports whether any layer needs the key.
@@ -117,7 +120,7 @@ func (a Access) layerNode(i int, nodeName string) map[string]any {
 		file["driver"] = "host_device"
 	}
 	// Backing layers are always opened read-only by QEMU; only the top node follows ReadOnly.
-	readOnly := a.ReadOnly || i > 0
+	readOnly := a.ReadOnly || (i > 0 && !a.WritableBacking)
 	if readOnly {
 		file["read-only"] = true
 	}

@@ -135,6 +135,7 @@ func (p *Pool) DeleteSnapshot(ctx context.Context, volume, snapshot string) erro
 	}
 	m.Snapshots = append(m.Snapshots[:i], m.Snapshots[i+1:]...)
 	files := p.gc(m, vols)
+	files = append(files, p.compact(ctx, m, vols)...)
 	if err := p.save(m); err != nil {
 		return err
 	}

@@ -148,6 +148,20 @@ func (p *Pool) DeleteVolume(ctx context.Context, name string) error {
 	for _, id := range ids {
 		os.Remove(p.layerPath(id))
 	}
+	// The source this volume was cloned from may now have a hidden layer only it uses.
+	delete(vols, name)
+	owners := map[string]bool{}
+	for _, id := range ids {
+		if o := ix.owner[m.Layers[id].Parent]; o != "" && o != name {
+			owners[o] = true
+		}
+	}
+	for o := range owners {
+		om := vols[o]
+		if files := p.compact(ctx, om, vols); len(files) > 0 && p.save(om) == nil {
+			removeFiles(files)
+		}
+	}
 	return nil
 }
 

@@ -262,3 +262,11 @@ func Compare(ctx context.Context, a, b Image) (bool, error) {
 	}
 	return false, &Error{Args: args, Stderr: stderr.String(), Err: err}
 }
+
+// Commit writes the image's data into its backing file (qemu-img commit -d: the top image is
+// left as is; the caller deletes it).
+func Commit(ctx context.Context, img Image) error {
+	args := append([]string{"commit", "-q", "-d"}, img.args()...)
+	_, err := Run(ctx, args...)
+	return err
+}
