@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"encoding/json"
 	"net/http"
 	"strconv"
 
@@ -10,22 +9,33 @@ import (
 )
 
 type transferJSON struct {
-	ID              string      `json:"id"`
-	DebitAccountID  string      `json:"debit_account_id"`
-	CreditAccountID string      `json:"credit_account_id"`
-	Amount          json.Number `json:"amount"`
-	Currency        string      `json:"currency"`
-	Pending         bool        `json:"pending"`
-	TimeoutSeconds  int64       `json:"timeout_seconds"`
+	ID              string     `json:"id"`
+	DebitAccountID  string     `json:"debit_account_id"`
+	CreditAccountID string     `json:"credit_account_id"`
+	Amount          jsonAmount `json:"amount"`
+	Currency        string     `json:"currency"`
+	Pending         bool       `json:"pending"`
+	TimeoutSeconds  int64      `json:"timeout_seconds"`
 }
 
-// toInput converts; an amount that is not an int64 integer becomes 0, which
-// the ledger rejects as invalid_amount (so batches report it per item).
-func (t *transferJSON) toInput() ledger.TransferInput {
-	amt, err := strconv.ParseInt(string(t.Amount), 10, 64)
+// jsonAmount accepts only a JSON number that is an int64 integer; anything
+// else (string, fraction, exponent, out of range, null) decodes to 0, which
+// the ledger rejects as invalid_amount, so a batch reports it per item
+// instead of failing as a whole.
+type jsonAmount int64
+
+func (a *jsonAmount) UnmarshalJSON(b []byte) error {
+	v, err := strconv.ParseInt(string(b), 10, 64)
 	if err != nil {
-		amt = 0
+		v = 0
 	}
+	*a = jsonAmount(v)
+	return nil
+}
+
+// toInput converts the decoded JSON into a ledger transfer.
+func (t *transferJSON) toInput() ledger.TransferInput {
+	amt := int64(t.Amount)
 	return ledger.TransferInput{ID: t.ID, DebitID: t.DebitAccountID, CreditID: t.CreditAccountID, Amount: amt,
 		Currency: t.Currency, Pending: t.Pending, TimeoutSeconds: t.TimeoutSeconds}
 }
