@@ -74,3 +74,10 @@ type Pool interface {
 type Extender interface {
 	Extend(ctx context.Context, device string, opts ExtendOpts) error
 }
+
+// Replacer is implemented by multi-device pools that can swap a failed or missing member for a
+// new device (btrfs replace). old is the member's path or its numeric device id (as
+// PoolInfo.Devices reports it; a missing device has only its id).
+type Replacer interface {
+	Replace(ctx context.Context, old, device string, opts ExtendOpts) error
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -168,6 +169,34 @@ func TestDegradedRaid1(t *testing.T) {
 	}
 	storagetest.WantPattern(t, p2, "data", "0xab", "0", "16M")
 	storagetest.WantPattern(t, p2, "data", "0xcd", "100M", "8M")
+	// Writes while degraded, then rebuild onto a new device.
+	storagetest.MustQemuIO(t, p2, "data", "write -P 0xef 200M 8M")
+	var missingID string
+	for _, d := range info.Devices {
+		if d.Missing {
+			missingID = strconv.Itoa(d.ID)
+		}
+	}
+	newDev := loopdev.New(t, 2<<30)
+	t.Cleanup(func() { exec.Command("btrfs", "device", "scan", "--forget", newDev).Run() })
+	rep := p2.(storage.Replacer)
+	err = rep.Replace(ctx, "42", newDev, storage.ExtendOpts{})
+	storagetest.WantErr(t, "replace unknown member", err, storage.ErrNotFound)
+	if err := rep.Replace(ctx, missingID, newDev, storage.ExtendOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	info, err = p2.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Degraded || len(info.Devices) != 2 {
+		t.Fatalf("after replace: %+v", info)
+	}
+	if got := p2.Config().Devices; len(got) != 2 || got[1] != newDev && got[0] != newDev {
+		t.Fatalf("config devices after replace %v", got)
+	}
+	storagetest.WantPattern(t, p2, "data", "0xab", "0", "16M")
+	storagetest.WantPattern(t, p2, "data", "0xef", "200M", "8M")
 }
 
 func TestExtend(t *testing.T) {
