@@ -40,7 +40,10 @@ type Manager struct {
 	networks map[string]ResolvedNetwork
 	nics     map[string]ResolvedNIC
 	groups   map[string]SecurityGroup
-	pools    map[string]*ipam.Pool
+	// poolMu guards pools alone, so that services (DHCP handlers) can look up a pool while
+	// the manager holds mu during a sync.
+	poolMu sync.RWMutex
+	pools  map[string]*ipam.Pool
 }
 
 // NewManager returns a Manager with no networks.
@@ -184,13 +187,13 @@ func (m *Manager) putNetworkLocked(ctx context.Context, n Network, create bool) 
 		return r, err
 	}
 	m.networks[n.Name] = r
-	m.pools[n.Name] = pool
+	oldPool := m.setPool(n.Name, pool)
 	rv.Add(func() {
+		m.setPool(n.Name, oldPool)
 		if existed {
 			m.networks[n.Name] = old
 		} else {
 			delete(m.networks, n.Name)
-			delete(m.pools, n.Name)
 		}
 	})
 	if err := m.syncLocked(ctx); err != nil {
@@ -209,12 +212,25 @@ func (m *Manager) newPool(r ResolvedNetwork) (*ipam.Pool, error) {
 	return ipam.NewPool(r.Name, r.Prefix, r.GatewayIP, start, end, m.opts.Leases)
 }
 
-// Pool is the IPAM pool of a network.
+// Pool is the IPAM pool of a network. It does not wait for a running change.
 func (m *Manager) Pool(network string) (*ipam.Pool, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.poolMu.RLock()
+	defer m.poolMu.RUnlock()
 	p, ok := m.pools[network]
 	return p, ok
+}
+
+// setPool installs (nil: removes) a pool and returns the previous one.
+func (m *Manager) setPool(network string, p *ipam.Pool) *ipam.Pool {
+	m.poolMu.Lock()
+	defer m.poolMu.Unlock()
+	old := m.pools[network]
+	if p == nil {
+		delete(m.pools, network)
+	} else {
+		m.pools[network] = p
+	}
+	return old
 }
 
 func (m *Manager) inUseLocked(network string) bool {
@@ -262,7 +278,7 @@ func (m *Manager) DeleteNetwork(ctx context.Context, name string) error {
 	if err := d.Delete(ctx, r); err != nil {
 		return err
 	}
-	delete(m.pools, name)
+	m.setPool(name, nil)
 	return nil
 }
 

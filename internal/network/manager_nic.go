@@ -94,7 +94,7 @@ func (m *Manager) AttachNIC(ctx context.Context, nic NIC) (ResolvedNIC, error) {
 	}
 	rv := revert.New()
 	defer rv.Fail()
-	pool := m.pools[n.Name]
+	pool, _ := m.Pool(n.Name)
 	_, leaseErr := pool.Lookup(r.MAC)
 	hadLease := leaseErr == nil
 	if r.Addr.IsValid() {
@@ -151,7 +151,8 @@ func (m *Manager) DetachNIC(ctx context.Context, id string) error {
 	if err := d.DetachNIC(ctx, n, r); err != nil {
 		return err
 	}
-	return m.pools[r.Network].Release(r.MAC)
+	pool, _ := m.Pool(r.Network)
+	return pool.Release(r.MAC)
 }
 
 // NICs lists attached NICs sorted by id.
@@ -294,7 +295,10 @@ func (m *Manager) Reconcile(ctx context.Context, networks []Network, nics []NIC,
 			return err
 		}
 	}
-	m.networks, m.nics, m.groups, m.pools = fresh.networks, fresh.nics, fresh.groups, fresh.pools
+	m.networks, m.nics, m.groups = fresh.networks, fresh.nics, fresh.groups
+	m.poolMu.Lock()
+	m.pools = fresh.pools
+	m.poolMu.Unlock()
 	return m.syncLocked(ctx)
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/finvirt/finvirt/internal/network"
 	"github.com/finvirt/finvirt/internal/network/firewall"
+	"github.com/finvirt/finvirt/internal/network/ipam"
 )
 
 // Config adapts the suite to a driver.
@@ -25,25 +26,30 @@ type Host struct {
 	FW       *firewall.Firewall
 	M        *network.Manager
 	Prefix   string
+	Store    ipam.LeaseStore
 	services []network.Service
 }
 
 // NewHost builds a namespace and a manager (firewall with a unique table prefix) in it.
-func NewHost(t testing.TB, extra ...network.Service) *Host {
+// extra builds more services (DHCP) from the host; they sync after the firewall.
+func NewHost(t testing.TB, extra ...func(h *Host) network.Service) *Host {
 	t.Helper()
 	RequireRoot(t)
 	if _, err := exec.LookPath("busybox"); err != nil {
 		t.Skip("needs busybox (ping)")
 	}
-	h := &Host{NS: NewNS(t, "host"), Prefix: "fvt" + Suffix()}
+	h := &Host{NS: NewNS(t, "host"), Prefix: "fvt" + Suffix(), Store: ipam.NewMemStore()}
 	h.FW = firewall.New(h.NS.NetNS(), firewall.WithPrefix(h.Prefix))
-	h.services = append([]network.Service{h.FW}, extra...)
+	h.services = []network.Service{h.FW}
+	for _, e := range extra {
+		h.services = append(h.services, e(h))
+	}
 	h.M = h.newManager(t)
 	return h
 }
 
 func (h *Host) newManager(t testing.TB) *network.Manager {
-	m, err := network.NewManager(network.Options{NS: h.NS.NetNS(), LinkPrefix: "fv", Services: h.services})
+	m, err := network.NewManager(network.Options{NS: h.NS.NetNS(), LinkPrefix: "fv", Services: h.services, Leases: h.Store})
 	if err != nil {
 		t.Fatal(err)
 	}

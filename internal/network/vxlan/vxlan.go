@@ -139,4 +139,3 @@ func syncPeers(h *netlink.Handle, l netlink.Link, n network.ResolvedNetwork) err
 	}
 	return nil
 }
-
