@@ -12,15 +12,37 @@ import (
 
 	"github.com/finvirt/finvirt/api"
 	"github.com/finvirt/finvirt/client"
+	"github.com/finvirt/finvirt/internal/units"
 )
 
 func newInfoCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
-		Use: "info", Short: "Show the daemon and who you are to it", Args: cobra.NoArgs,
+		Use: "info [host]", Short: "Show the daemon and who you are to it; 'info host' shows the hypervisor host", Args: cobra.MaximumNArgs(1),
+		ValidArgs: []string{"host"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
 				return err
+			}
+			if len(args) == 1 {
+				if args[0] != "host" {
+					return fmt.Errorf("unknown info topic %q: use 'finvirt info' or 'finvirt info host'", args[0])
+				}
+				var h api.HostInfo
+				if err := c.Do(cmd.Context(), "GET", "/1.0/host", nil, &h); err != nil {
+					return err
+				}
+				if h.AccelWarning != "" {
+					fmt.Fprintln(os.Stderr, "WARNING: "+h.AccelWarning)
+				}
+				return render(stdout, g.output, h, func(t *tabwriter.Writer) {
+					row(t, "Host:", h.Hostname)
+					row(t, "CPUs:", h.CPUs)
+					row(t, "Memory:", units.FormatSize(h.MemoryBytes))
+					row(t, "Accelerator:", h.Accel+" ("+h.AccelReason+")")
+					row(t, "Guest kernel:", dash(h.KernelVersion))
+					row(t, "QEMU:", dash(h.QEMUVersion))
+				})
 			}
 			i, err := c.Info(cmd.Context())
 			if err != nil {

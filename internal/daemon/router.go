@@ -30,11 +30,14 @@ type Route struct {
 	// Destructive says whether the request needs four-eyes approval in a protected project.
 	Destructive func(r *http.Request, body []byte) bool
 	// Target names the audited object from the request (default: the request path).
-	Target  func(r *http.Request) string
-	Body    any // request body type, for OpenAPI
-	Reply   any // success body type, for OpenAPI
-	Status  int // success status, for OpenAPI
-	Handler func(d *Daemon, w http.ResponseWriter, r *http.Request, rq *Request) error
+	Target func(r *http.Request) string
+	Body   any // request body type, for OpenAPI
+	Reply  any // success body type, for OpenAPI
+	Status int // success status, for OpenAPI
+	// StreamBody leaves the request body unread and uncapped for the handler to stream
+	// (image import, file push). Such routes cannot be four-eyes destructive.
+	StreamBody bool
+	Handler    func(d *Daemon, w http.ResponseWriter, r *http.Request, rq *Request) error
 }
 
 func (rt *Route) pattern() string { return rt.Method + " " + rt.Path }
@@ -191,7 +194,7 @@ func (d *Daemon) prepare(rt *Route, w http.ResponseWriter, r *http.Request, rc *
 	if !auth.Allowed(rc.grants, rt.Perm, project) {
 		return forbidden("%s may not %s %s: needs %s%s", rc.identity, r.Method, r.URL.Path, rt.Perm, projectSuffix(project))
 	}
-	if rt.mutating() && !pre {
+	if rt.mutating() && !pre && !rt.StreamBody {
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, d.cfg.MaxBodyBytes))
 		if err != nil {
 			var mbe *http.MaxBytesError
@@ -201,6 +204,9 @@ func (d *Daemon) prepare(rt *Route, w http.ResponseWriter, r *http.Request, rc *
 			return badRequest("read request body: %v", err)
 		}
 		rc.body = body
+	}
+	if rt.StreamBody {
+		return nil
 	}
 	r.Body = io.NopCloser(bytes.NewReader(rc.body))
 	if rt.mutating() && rc.approvedBy == "" && project != "" && rt.Destructive(r, rc.body) {
