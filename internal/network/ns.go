@@ -5,6 +5,8 @@ import (
 	"runtime"
 
 	"github.com/google/nftables"
+	mdnetlink "github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -53,7 +55,26 @@ func (ns NetNS) NFT() (*nftables.Conn, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := nftables.New(nftables.WithNetNSFd(int(h)), nftables.AsLasting())
+	// The whole ruleset goes in one batch (one sendmsg): with large sets it outgrows the
+	// default socket buffer, so raise it (FORCE: root may exceed wmem_max).
+	bigBuf := func(c *mdnetlink.Conn) error {
+		rc, err := c.SyscallConn()
+		if err != nil {
+			return err
+		}
+		var serr error
+		err = rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 64<<20)
+			if serr == nil {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}
+	c, err := nftables.New(nftables.WithNetNSFd(int(h)), nftables.AsLasting(), nftables.WithSockOptions(bigBuf))
 	if err != nil {
 		h.Close()
 		return nil, nil, fmt.Errorf("nftables in %s: %w", ns, err)

@@ -46,9 +46,24 @@ func (r *renderer) rule(ch *nftables.Chain, ex []expr.Any, ud string) {
 	r.c.AddRule(rl)
 }
 
+// elemChunk bounds the elements per netlink message: a message's element list is one
+// netlink attribute, whose length field is 16 bits. Even, so that an interval's start and
+// end stay together.
+const elemChunk = 1000
+
 func (r *renderer) set(s *nftables.Set, els []nftables.SetElement) *nftables.Set {
-	if err := r.c.AddSet(s, els); err != nil && r.err == nil {
+	first := els
+	if len(first) > elemChunk {
+		first = els[:elemChunk]
+	}
+	if err := r.c.AddSet(s, first); err != nil && r.err == nil {
 		r.err = fmt.Errorf("set %s: %w", s.Name, err)
+	}
+	for i := len(first); i < len(els); i += elemChunk {
+		end := min(i+elemChunk, len(els))
+		if err := r.c.SetAddElements(s, els[i:end]); err != nil && r.err == nil {
+			r.err = fmt.Errorf("set %s: %w", s.Name, err)
+		}
 	}
 	return s
 }
