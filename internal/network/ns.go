@@ -6,9 +6,9 @@ import (
 
 	"github.com/google/nftables"
 	mdnetlink "github.com/mdlayher/netlink"
-	"golang.org/x/sys/unix"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // NetNS names the network namespace a manager works in: Path "" is the namespace of the
