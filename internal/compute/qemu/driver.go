@@ -363,6 +363,21 @@ func (d *Driver) refresh(ctx context.Context, in *instance) error {
 	if err != nil {
 		return err
 	}
+	if st == compute.StateStarting {
+		// Still held at -S: the driver that launched it died before placing it in its cgroups
+		// and continuing it. Half-started is not a state to keep: end it, report why.
+		in.mu.Lock()
+		in.expectExit = true
+		in.mu.Unlock()
+		p.kill()
+		p.wait(30 * time.Second)
+		in.mu.Lock()
+		d.exited(in, p)
+		in.expectExit = false
+		in.setStatus(compute.StateError, "start was interrupted before the guest ran (driver restarted during start); start it again")
+		in.mu.Unlock()
+		return nil
+	}
 	in.mu.Lock()
 	if in.status.State != st {
 		in.setStatus(st, "re-attached")

@@ -120,3 +120,46 @@ func TestReconcile(t *testing.T) {
 	}
 	noQEMUUnder(t, dir)
 }
+
+// TestInterruptedStart: a QEMU left at -S (its driver died between launch and cont) is ended on
+// re-attach and reported as error, instead of being adopted half-configured.
+func TestInterruptedStart(t *testing.T) {
+	dir := stateDir(t)
+	d1 := newDriver(t, dir)
+	ctx := ctxT(t, 2*time.Minute)
+	spec := applianceSpec(t, "half", "")
+	if _, err := d1.Create(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	// Launch exactly as Start does, but stop before cont.
+	in, _ := d1.get("half")
+	args, err := BuildArgs(spec, in.l, "tcg", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := startProcess(d1.bin, args, in.l, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := waitQMP(ctx, in.l, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	d1.Close()
+
+	d2 := newDriver(t, dir)
+	st, err := d2.State(ctx, "half")
+	if err != nil || st.State != compute.StateError || !strings.Contains(st.Reason, "interrupted") {
+		t.Fatalf("state = %+v, %v", st, err)
+	}
+	if !p.wait(30 * time.Second) {
+		t.Fatal("half-started QEMU still runs")
+	}
+	if err := d2.Start(ctx, "half"); err != nil {
+		t.Fatalf("start after an interrupted start: %v", err)
+	}
+	if err := d2.Kill(ctx, "half"); err != nil {
+		t.Fatal(err)
+	}
+}
