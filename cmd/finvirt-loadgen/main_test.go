@@ -172,3 +172,19 @@ func TestRemitCrashModeRemitCmd(t *testing.T) {
 		t.Fatalf("foreign remit accepted: code %d %s", code, errb.String())
 	}
 }
+
+// TestSoakRemitCrash: one minute of batched transfers with remit killed -9
+// every 5s and balances read every second. FINVIRT_SOAK=1 only.
+func TestSoakRemitCrash(t *testing.T) {
+	if os.Getenv("FINVIRT_SOAK") == "" {
+		t.Skip("soak test: set FINVIRT_SOAK=1 (about 4 minutes: 60s load, then every transfer is verified)")
+	}
+	need(t, "remit")
+	code, rep, stderr := runJSON(t, "remit", "--spawn", bins["remit"], "--data", t.TempDir(), "--concurrency", "8",
+		"--duration", "60s", "--crash-every", "5s", "--read-every", "1s", "--accounts", "100", "--batch", "10")
+	if code != 0 || !rep.Passed || rep.Figures["crash_kills"] < 5 {
+		t.Fatalf("soak failed (code %d): %+v %v\n%s", code, rep.Checks, rep.Figures, stderr)
+	}
+	t.Logf("kills %v, acked %v (all present), unacked present %v / absent %v", rep.Figures["crash_kills"],
+		rep.Figures["verify_acked_present"], rep.Figures["verify_unacked_present"], rep.Figures["verify_unacked_absent"])
+}
