@@ -3,7 +3,10 @@ package qemu
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand"
 	"os"
+	"slices"
 	"regexp"
 	"strconv"
 	"strings"
@@ -35,8 +38,17 @@ func TestApplianceLifecycle(t *testing.T) {
 	d := newDriver(t, dir)
 	spec := applianceSpec(t, "life", "finvirt.ticks=1")
 	spec.Balloon = true
+	// QEMU (as root) creates a missing tap itself; the network layer normally pre-creates it.
+	tap := fmt.Sprintf("fvl%06d", rand.Intn(1e6))
+	spec.NICs = []compute.NICSpec{{ID: "eth0", Tap: tap, MAC: "52:54:00:12:34:56"}}
 	info := bootAppliance(t, d, spec)
 	ctx := ctxT(t, 3*time.Minute)
+	if _, err := os.Stat("/sys/class/net/" + tap); err != nil {
+		t.Fatalf("tap of the boot NIC: %v", err)
+	}
+	if p := peripherals(t, d, "life"); !slices.Contains(p, "nic-eth0") || !slices.Contains(p, "balloon0") {
+		t.Fatalf("devices %v lack nic-eth0 or balloon0", p)
+	}
 
 	if info.Status.State != compute.StateRunning || info.PID == 0 || info.AgentSocket != dir+"/life/agent.sock" {
 		t.Fatalf("info after start = %+v", info)
