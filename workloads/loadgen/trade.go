@@ -61,6 +61,21 @@ type tradeRun struct {
 	seq                         atomic.Int64
 	gtc, ioc, cancel, replace   atomic.Int64
 	fills, filledQty, staleRefs atomic.Int64
+	kindMu                      sync.Mutex
+	kindLat                     map[string]*Histogram // service time per order kind
+}
+
+// timed records the service time of one order operation by kind.
+func (r *tradeRun) timed(kind string, start time.Time) {
+	d := time.Since(start)
+	r.kindMu.Lock()
+	h := r.kindLat[kind]
+	if h == nil {
+		h = NewHistogram()
+		r.kindLat[kind] = h
+	}
+	h.RecordDuration(d)
+	r.kindMu.Unlock()
 }
 
 type orderResp struct {
@@ -82,7 +97,7 @@ func RunTrade(ctx context.Context, cfg TradeConfig) (*Report, error) {
 	if cfg.MidTicks <= 100 {
 		cfg.MidTicks = 10000
 	}
-	r := &tradeRun{cfg: cfg, c: NewClient(cfg.Target, 15*time.Second)}
+	r := &tradeRun{cfg: cfg, c: NewClient(cfg.Target, 15*time.Second), kindLat: map[string]*Histogram{}}
 	defer r.c.HC.CloseIdleConnections()
 	for _, s := range cfg.Symbols {
 		if _, err := r.c.Do(ctx, "GET", "/v1/books/"+s+"?depth=1", nil, nil, nil); err != nil {
@@ -113,6 +128,9 @@ func RunTrade(ctx context.Context, cfg TradeConfig) (*Report, error) {
 	f["ops_per_s"] = rep.ReqPerSec
 	f["mix_gtc"], f["mix_ioc"], f["mix_cancel"], f["mix_replace"] = float64(r.gtc.Load()), float64(r.ioc.Load()), float64(r.cancel.Load()), float64(r.replace.Load())
 	f["fills"], f["filled_quantity"], f["stale_order_refs"] = float64(r.fills.Load()), float64(r.filledQty.Load()), float64(r.staleRefs.Load())
+	for k, h := range r.kindLat {
+		rep.Extra[k] = Summarize(h)
+	}
 	r.checkBooks(ctx, rep)
 	return rep, nil
 }
@@ -146,6 +164,7 @@ func (r *tradeRun) place(ctx context.Context, si int, buy bool, ticks, qty int64
 func (r *tradeRun) op(ctx context.Context, worker int) string {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(worker)))
 	si := rng.IntN(len(r.books))
+	t0 := time.Now()
 	mid := r.cfg.MidTicks
 	p := rng.IntN(100)
 	switch {
@@ -157,6 +176,7 @@ func (r *tradeRun) op(ctx context.Context, worker int) string {
 		if buy {
 			t = mid - off
 		}
+		defer r.timed("gtc", t0)
 		return r.place(ctx, si, buy, t, 10+rng.Int64N(200), "gtc")
 	case p < 12:
 		r.ioc.Add(1)
@@ -165,6 +185,7 @@ func (r *tradeRun) op(ctx context.Context, worker int) string {
 		if buy {
 			t = mid + 10
 		}
+		defer r.timed("ioc", t0)
 		return r.place(ctx, si, buy, t, 10+rng.Int64N(100), "ioc")
 	}
 	o, ok := r.books[si].take(rng)
@@ -175,9 +196,11 @@ func (r *tradeRun) op(ctx context.Context, worker int) string {
 	var resp orderResp
 	var err error
 	if p < 18 {
+		defer r.timed("cancel", t0)
 		r.cancel.Add(1)
 		_, err = r.c.Do(ctx, "DELETE", "/v1/orders/"+o.id, nil, nil, &resp)
 	} else {
+		defer r.timed("replace", t0)
 		r.replace.Add(1)
 		move := 1 + rng.Int64N(3)
 		if rng.IntN(2) == 0 {
