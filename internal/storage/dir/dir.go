@@ -8,6 +8,7 @@
 //	pool.json            pool identity
 //	volumes/<name>.json  volume metadata: size, layers it owns (id -> parent), snapshots, key
 //	layers/<id>.qcow2    image files; the backing file of each is recorded relative (<id>.qcow2)
+//	templates/<vol id>.qcow2  empty LUKS qcow2 copied to make encrypted layers (template.go)
 //	.tmp-*               operations in progress (removed by Recover)
 package dir
 
@@ -85,12 +86,13 @@ func (Driver) Create(ctx context.Context, cfg storage.PoolConfig) (storage.Pool,
 	fail := func(err error) (storage.Pool, error) {
 		os.RemoveAll(filepath.Join(cfg.Path, "volumes"))
 		os.RemoveAll(filepath.Join(cfg.Path, "layers"))
+		os.RemoveAll(filepath.Join(cfg.Path, "templates"))
 		if created {
 			os.Remove(cfg.Path)
 		}
 		return nil, storage.Wrap(storage.ErrInvalid, obj, err, "", "cannot create pool layout")
 	}
-	for _, d := range []string{"volumes", "layers"} {
+	for _, d := range []string{"volumes", "layers", "templates"} {
 		if err := os.Mkdir(filepath.Join(cfg.Path, d), 0o700); err != nil {
 			return fail(err)
 		}
@@ -173,7 +175,7 @@ func (p *Pool) Delete(ctx context.Context) error {
 		return &storage.Error{Kind: storage.ErrInUse, Object: fmt.Sprintf("pool %q", p.cfg.Name), Msg: "still has volumes", Dependents: names, Fix: "delete the volumes first"}
 	}
 	os.Remove(filepath.Join(p.cfg.Path, "pool.json"))
-	for _, d := range []string{"volumes", "layers"} {
+	for _, d := range []string{"volumes", "layers", "templates"} {
 		if err := os.RemoveAll(filepath.Join(p.cfg.Path, d)); err != nil {
 			return storage.Wrap(storage.ErrInvalid, fmt.Sprintf("pool %q", p.cfg.Name), err, "", "cannot remove %s", d)
 		}
@@ -207,11 +209,14 @@ func (p *Pool) Recover(ctx context.Context) (storage.RecoverReport, error) {
 		return rep, err
 	}
 	used := map[string]bool{}
+	ids := map[string]bool{}
 	for _, v := range vols {
+		ids[v.ID] = true
 		for id := range v.Layers {
 			used[id] = true
 		}
 	}
+	p.removeOrphanTemplates(ids, &rep)
 	ents, _ := os.ReadDir(p.layerDir())
 	for _, e := range ents {
 		id, ok := cutSuffix(e.Name(), ".qcow2")

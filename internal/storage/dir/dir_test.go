@@ -51,6 +51,8 @@ func TestRecoverLeftovers(t *testing.T) {
 		filepath.Join(p.layerDir(), ".tmp-import-abc"),
 		filepath.Join(p.layerDir(), "deadbeef00000000.qcow2"), // orphan layer
 		filepath.Join(p.volDir(), ".tmp-write-123"),
+		filepath.Join(p.templateDir(), "0123456789abcdef0123456789abcdef.qcow2"), // template of no volume
+		filepath.Join(p.templateDir(), ".tmp-template-1"),
 	}
 	for _, f := range leftovers {
 		if err := os.WriteFile(f, []byte("partial"), 0o600); err != nil {

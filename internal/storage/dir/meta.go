@@ -210,20 +210,23 @@ func toolImage(a storage.Access) qemuimg.Image {
 }
 
 // newLayer creates a qcow2 file for a new layer under a temporary name and renames it into
-// place; it returns the id. backing is a parent layer id or "".
+// place; it returns the id. backing is a parent layer id or "". Encrypted layers are copies of
+// the volume's LUKS template (see template.go), which takes milliseconds where creating a LUKS
+// header takes seconds.
 func (p *Pool) newLayer(ctx context.Context, m *volMeta, key []byte, backing string, size uint64) (string, error) {
 	id := fsutil.RandomID(8)
 	tmp := fsutil.TempName(p.layerDir(), "layer")
-	o := qemuimg.CreateOpts{Path: tmp, Format: "qcow2", Size: size, IterTimeMs: p.cfg.LUKSIterTimeMs,
-		Options: []string{"cluster_size=65536"}}
-	if backing != "" {
-		o.Backing, o.BackingFormat = backing+".qcow2", "qcow2"
-	}
+	var err error
 	if m.Encrypted {
-		a := storage.Access{Pool: p.cfg.Name, Volume: m.Name, Key: key}
-		o.Secret, o.SecretID = a.SecretObjectArg(), a.SecretID()
+		err = p.layerFromTemplate(ctx, m, key, tmp, backing, size)
+	} else {
+		o := qemuimg.CreateOpts{Path: tmp, Format: "qcow2", Size: size, Options: []string{"cluster_size=65536"}}
+		if backing != "" {
+			o.Backing, o.BackingFormat = backing+".qcow2", "qcow2"
+		}
+		err = qemuimg.Create(ctx, o)
 	}
-	if err := qemuimg.Create(ctx, o); err != nil {
+	if err != nil {
 		os.Remove(tmp)
 		return "", storage.Wrap(storage.ErrInvalid, fmt.Sprintf("volume %q", m.Name), err, "check free space in "+p.cfg.Path, "cannot create image layer")
 	}

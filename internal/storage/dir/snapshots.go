@@ -212,6 +212,10 @@ func (p *Pool) CloneVolume(ctx context.Context, src, dst string) (storage.Volume
 			return storage.Volume{}, storage.Wrap(storage.ErrInvalid, objName("volume", dst), err, "", "cannot wrap its key")
 		}
 	}
+	if dm.Encrypted {
+		p.copyTemplate(sm, dm)
+		r.Add(func() { os.Remove(p.templatePath(dm.ID)) })
+	}
 	id, err := p.newLayer(ctx, dm, key, base, size)
 	if err != nil {
 		return storage.Volume{}, err

@@ -73,6 +73,7 @@ func (p *Pool) CreateVolume(ctx context.Context, name string, size uint64, opts 
 	}
 	r := revert.New()
 	defer r.Fail()
+	r.Add(func() { os.Remove(p.templatePath(m.ID)) })
 	id, err := p.newLayer(ctx, m, key, "", size)
 	if err != nil {
 		return storage.Volume{}, err
@@ -148,6 +149,7 @@ func (p *Pool) DeleteVolume(ctx context.Context, name string) error {
 	for _, id := range ids {
 		os.Remove(p.layerPath(id))
 	}
+	os.Remove(p.templatePath(m.ID))
 	// The source this volume was cloned from may now have a hidden layer only it uses.
 	delete(vols, name)
 	owners := map[string]bool{}

@@ -270,3 +270,14 @@ func Commit(ctx context.Context, img Image) error {
 	_, err := Run(ctx, args...)
 	return err
 }
+
+// RebaseUnsafe rewrites the backing file name recorded in the image header without reading
+// any data (qemu-img rebase -u).
+func RebaseUnsafe(ctx context.Context, img Image, backing, backingFormat string) error {
+	args := []string{"rebase", "-q", "-u", "-b", backing}
+	if backing != "" {
+		args = append(args, "-F", backingFormat)
+	}
+	_, err := Run(ctx, append(args, img.args()...)...)
+	return err
+}
