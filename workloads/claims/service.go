@@ -171,6 +171,10 @@ func (s *Service) opFNOL(r *FNOLRequest, actor string) opFunc {
 // opTransition performs a plain, reopen or withdraw transition.
 func (s *Service) opTransition(id string, to State, actor, note string) opFunc {
 	return func(t *txn, now time.Time) (*Claim, int, *Error) {
+		reopenAlias := to == "reopened" // "reopened" names the reopen edge, not a state
+		if reopenAlias {
+			to = StateInvestigation
+		}
 		if !ValidState(to) {
 			return nil, 0, badRequest("invalid_state", "transition target %q is not a claim state; use one of %s", to, stateList())
 		}
@@ -181,8 +185,12 @@ func (s *Service) opTransition(id string, to State, actor, note string) opFunc {
 			return nil, 0, e
 		}
 		act, ok := ActionFor(c.State, to)
-		if !ok {
-			return nil, 0, illegalTransition(id, c.State, to)
+		if !ok || (reopenAlias && act != ActReopen) {
+			e := illegalTransition(id, c.State, to)
+			if reopenAlias {
+				e.Msg = fmt.Sprintf("claim %q cannot be reopened from %q; only closed or denied claims reopen (to investigation)", id, c.State)
+			}
+			return nil, 0, e
 		}
 		switch act {
 		case ActTransition, ActWithdraw:

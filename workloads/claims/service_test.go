@@ -262,6 +262,14 @@ func TestDenyReopenWithdraw(t *testing.T) {
 	if m["reopen_count"].(float64) != 1 || m["reserve"].(float64) != 0 {
 		t.Fatalf("reopen: %v", m)
 	}
+	_, m = e.call("POST", "/v1/claims/d/transition", `{"to":"reopened"}`, "adj")
+	if m["code"] != "illegal_transition" || !strings.Contains(m["error"].(string), "only closed or denied") {
+		t.Fatalf("reopen from investigation: %v", m)
+	}
+	e.must("POST", "/v1/claims/d/deny", `{"reason":"still not covered"}`, "adj", 200)
+	if m := e.must("POST", "/v1/claims/d/transition", `{"to":"reopened"}`, "adj", 200); m["state"] != "investigation" || m["reopen_count"].(float64) != 2 {
+		t.Fatalf("reopened alias: %v", m)
+	}
 	e.must("POST", "/v1/claims/d/transition", `{"to":"withdrawn"}`, "claimant", 200)
 	_, m = e.call("POST", "/v1/claims/d/transition", `{"to":"investigation"}`, "adj")
 	if m["code"] != "illegal_transition" {
