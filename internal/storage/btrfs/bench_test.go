@@ -22,7 +22,7 @@ func BenchmarkClone(b *testing.B) {
 	}{{"1GiB", 1 << 30}, {"100GiB", 100 << 30}} {
 		b.Run(size.name, func(b *testing.B) {
 			p, _ := benchPool(b)
-			storagetest.BenchClone(b, p, size.n)
+			storagetest.BenchClone(b, p, size.n, storage.VolumeOpts{})
 		})
 	}
 }

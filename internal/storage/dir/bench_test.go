@@ -15,8 +15,11 @@ func BenchmarkClone(b *testing.B) {
 		name string
 		n    uint64
 	}{{"1GiB", 1 << 30}, {"100GiB", 100 << 30}} {
-		b.Run(size.name, func(b *testing.B) { storagetest.BenchClone(b, newPool(b), size.n) })
+		b.Run(size.name, func(b *testing.B) { storagetest.BenchClone(b, newPool(b), size.n, storage.VolumeOpts{}) })
 	}
+	b.Run("100GiB-encrypted", func(b *testing.B) {
+		storagetest.BenchClone(b, newPool(b), 100<<30, storage.VolumeOpts{Encrypted: true})
+	})
 }
 
 func BenchmarkImport(b *testing.B) {

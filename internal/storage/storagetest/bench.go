@@ -15,9 +15,9 @@ import (
 // BenchClone measures CloneVolume of a thin volume of the given provisioned size, from a
 // snapshot (the source is unchanged between iterations). The target: equal at 1 GiB and
 // 100 GiB, and at most 50 ms.
-func BenchClone(b *testing.B, p storage.Pool, size uint64) {
+func BenchClone(b *testing.B, p storage.Pool, size uint64, opts storage.VolumeOpts) {
 	ctx := context.Background()
-	if _, err := p.CreateVolume(ctx, "src", size, storage.VolumeOpts{}); err != nil {
+	if _, err := p.CreateVolume(ctx, "src", size, opts); err != nil {
 		b.Fatal(err)
 	}
 	MustQemuIO(b, p, "src", "write -P 0xab 0 4M")
