@@ -150,6 +150,36 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	return c.decode(resp, out)
 }
 
+// DoBody sends a raw (streamed) request body, e.g. a disk image or a file, and decodes the
+// JSON answer into out.
+func (c *Client) DoBody(ctx context.Context, method, path string, body io.Reader, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := c.send(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return c.decode(resp, out)
+}
+
+// Raw sends a request and returns the undecoded response (for streams); the caller closes
+// its body. Error statuses are turned into *Error.
+func (c *Client) Raw(ctx context.Context, method, path string, in any) (*http.Response, error) {
+	resp, err := c.raw(ctx, method, path, in)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		return nil, c.decode(resp, nil)
+	}
+	return resp, nil
+}
+
 func (c *Client) raw(ctx context.Context, method, path string, in any) (*http.Response, error) {
 	var body io.Reader
 	if in != nil {
@@ -166,6 +196,10 @@ func (c *Client) raw(ctx context.Context, method, path string, in any) (*http.Re
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	return c.send(req)
+}
+
+func (c *Client) send(req *http.Request) (*http.Response, error) {
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
