@@ -2,8 +2,8 @@ package claims
 
 import (
 	"fmt"
-	"time"
 	"testing"
+	"time"
 )
 
 // BenchmarkBatchLifecycle: one transaction per 200 claims, each created
