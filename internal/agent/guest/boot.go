@@ -138,9 +138,13 @@ func findPort(name string) (string, error) {
 	return "", os.ErrNotExist
 }
 
-// ServePort serves the virtio-serial port at path forever. A read of 0 bytes means no host is
-// connected (the port returns EOF at once while the host side is closed); the loop then polls
-// until a host connects and serves it with a fresh session.
+// ServePort serves the virtio-serial port at path forever.
+//
+// A read of 0 bytes means no host is connected (the port returns EOF at once while the host
+// side is closed, and may do so briefly around connection changes). That is not the end of the
+// stream: the port reader waits and reads on, and the decoder keeps any partial frame, so a
+// momentary EOF loses nothing. Host sessions are delimited by hello, not by EOF: a new host
+// always starts with a resync preamble and hello, which cancels what the previous host started.
 func (s *Server) ServePort(path string) error {
 	// Blocking mode on purpose: the port's poll reports HUP while no host is connected, which
 	// does not mix well with edge-triggered netpolling; a blocking fd keeps the semantics plain.
@@ -150,20 +154,38 @@ func (s *Server) ServePort(path string) error {
 	}
 	port := os.NewFile(uintptr(fd), path)
 	defer port.Close()
+	return s.ServeConn(&portRW{f: port, logf: s.Logf})
+}
+
+// portRW turns the port's EOF-while-disconnected into waiting.
+type portRW struct {
+	f         *os.File
+	logf      func(string, ...any)
+	connected bool
+}
+
+func (p *portRW) Read(b []byte) (int, error) {
 	idle := 0
 	for {
-		start := time.Now()
-		err := s.ServeConn(port)
+		n, err := p.f.Read(b)
+		if n > 0 {
+			if !p.connected {
+				p.connected = true
+			}
+			return n, nil
+		}
 		if err != nil && err != io.EOF {
-			s.Logf("finvirt-agent: port %s: %v", path, err)
+			return 0, err
 		}
-		if time.Since(start) < 100*time.Millisecond {
-			// Host still away: back off a little (20 ms, rising to 200 ms) to keep a
-			// disconnected guest quiet without delaying the next connection much.
-			idle++
-			time.Sleep(time.Duration(min(20*idle, 200)) * time.Millisecond)
-		} else {
-			idle = 0
+		if p.connected && idle == 1 {
+			p.connected = false
+			p.logf("host disconnected from %s", p.f.Name())
 		}
+		// Host away: poll at 20 ms rising to 200 ms, quiet for an idle guest yet quick to
+		// notice the next connection.
+		idle++
+		time.Sleep(time.Duration(min(20*idle, 200)) * time.Millisecond)
 	}
 }
+
+func (p *portRW) Write(b []byte) (int, error) { return p.f.Write(b) }

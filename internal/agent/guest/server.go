@@ -21,8 +21,8 @@ import (
 var Version = "0.1.0"
 
 // Server answers host requests. One Server serves one port for the life of the guest; each
-// host connection (detected by a hello or by EOF on the port) gets a fresh session whose
-// in-flight operations are cancelled when the host goes away.
+// host connection starts with a hello, which begins a fresh session and cancels the in-flight
+// operations of the previous one.
 type Server struct {
 	Procs      *Procs
 	Supervisor *Supervisor
@@ -140,8 +140,8 @@ func (s *Server) ServeConn(rw io.ReadWriter) error {
 				continue
 			}
 			if req.Op == proto.OpHello {
-				// A new host connection that did not show up as EOF (quick reconnect):
-				// abandon what the previous host started.
+				// A new host connection: abandon what the previous host started (its
+				// frames still queued are dropped by the generation check in send).
 				ss.close()
 				ss = s.newSession(rw)
 				ss.helloAnswer(f.ID, req.Nonce)

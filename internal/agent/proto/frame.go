@@ -108,15 +108,14 @@ func NewDecoder(r io.Reader) *Decoder {
 func (d *Decoder) Skipped() int64 { return d.skipped }
 
 // Next returns the next valid frame. It returns io.EOF (or the reader's error) when the stream
-// ends; bytes that do not form a valid frame are skipped, never returned.
+// ends; bytes that do not form a valid frame are skipped, never returned. After EOF, Next may
+// be called again: it reads on, keeping any partial frame it holds.
 func (d *Decoder) Next() (Frame, error) {
 	for {
+		// On EOF a partial frame stays buffered: a virtio port reports EOF while the host is
+		// away, and the rest of the frame (or the next host's resync preamble) follows.
 		hdr, err := d.r.Peek(HeaderSize)
 		if err != nil {
-			if len(hdr) > 0 && err == io.EOF {
-				d.skipped += int64(len(hdr))
-				d.r.Discard(len(hdr))
-			}
 			return Frame{}, err
 		}
 		if hdr[0] != magic0 || hdr[1] != magic1 || hdr[2] == 0 || hdr[2] > typeMax {
@@ -131,11 +130,6 @@ func (d *Decoder) Next() (Frame, error) {
 		want := binary.BigEndian.Uint32(hdr[12:])
 		full, err := d.r.Peek(HeaderSize + int(n))
 		if err != nil {
-			if err == io.EOF {
-				// Truncated tail: drop it so the caller sees a clean EOF.
-				d.skipped += int64(len(full))
-				d.r.Discard(len(full))
-			}
 			return Frame{}, err
 		}
 		if checksum(full[:12], full[HeaderSize:]) != want {

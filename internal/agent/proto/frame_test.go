@@ -34,7 +34,7 @@ func TestRoundTripAndResync(t *testing.T) {
 		{"leading garbage", cat([]byte("xxFVzz"), ea), []Frame{a}, true},
 		{"tail of an old frame", cat(eb[100:], ea, ec), []Frame{a, c}, true},
 		{"corrupt payload skipped", cat(ea, corrupt, ec), []Frame{a, c}, true},
-		{"truncated tail", cat(ea, eb[:50]), []Frame{a}, true},
+		{"truncated tail", cat(ea, eb[:50]), []Frame{a}, false},
 		{"bogus huge length", cat([]byte{'F', 'V', TypeData, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0}, ec), []Frame{c}, true},
 	}
 	for _, tc := range tests {
@@ -107,4 +107,48 @@ func FuzzDecoder(f *testing.F) {
 		}
 		t.Fatal("decoder returned more frames than input bytes")
 	})
+}
+
+// eofReader returns its chunks in turn, with an io.EOF between them, like a virtio port whose
+// host goes away and comes back.
+type eofReader struct {
+	chunks [][]byte
+	eof    bool
+}
+
+func (r *eofReader) Read(p []byte) (int, error) {
+	if r.eof || len(r.chunks) == 0 {
+		r.eof = false
+		return 0, io.EOF
+	}
+	n := copy(p, r.chunks[0])
+	r.chunks[0] = r.chunks[0][n:]
+	if len(r.chunks[0]) == 0 {
+		r.chunks = r.chunks[1:]
+		r.eof = true
+	}
+	return n, nil
+}
+
+func TestFrameSurvivesEOF(t *testing.T) {
+	f := Frame{Type: TypeRequest, ID: 3, Payload: []byte(`{"op":"ping"}`)}
+	enc := mustEncode(t, f)
+	d := NewDecoder(&eofReader{chunks: [][]byte{enc[:5], enc[5:20], enc[20:]}})
+	eofs := 0
+	for {
+		got, err := d.Next()
+		if err == io.EOF {
+			if eofs++; eofs > 5 {
+				t.Fatal("frame split by EOFs was never decoded")
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.ID != 3 || !bytes.Equal(got.Payload, f.Payload) {
+			t.Fatalf("got %+v", got)
+		}
+		return
+	}
 }
