@@ -38,6 +38,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	conc := fs.Int("concurrency", 0, "closed loop: workers sending back to back (used when --rate is 0; default 8)")
 	dur := fs.Duration("duration", 10*time.Second, "how long to send load")
 	maxWorkers := fs.Int("max-workers", 4096, "open loop: maximum concurrent in-flight requests")
+	lateAfter := fs.Duration("late-after", time.Millisecond, "open loop: count a send as late when it starts this long after its intended time")
 	target := fs.String("target", "", "base URL of the workload (default remit :8081, trade :8082, claims :8083)")
 	out := fs.String("o", "text", "report format: text or json")
 	runID := fs.String("run-id", "", "prefix for every id this run creates (default lg<unix time>)")
@@ -48,6 +49,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	initial := fs.Int64("initial", 1_000_000, "remit: minor units issued to each customer account")
 	maxAmount := fs.Int64("max-amount", 1000, "remit: max transfer amount (uniform 1..N)")
 	readEvery := fs.Duration("read-every", 0, "remit: read all balances this often during load (0 = only at the end)")
+	verifyTransfers := fs.Bool("verify-transfers", true, "remit: GET every submitted transfer at the end (acked present, rejected absent, exactly-once reconciliation)")
 	crashEvery := fs.Duration("crash-every", 0, "remit: crash mode, kill -9 remit this often and restart it")
 	remitCmd := fs.String("remit-cmd", "", "remit: shell command that starts remit in the foreground at --target; loadgen runs it at start and after each kill (crash mode)")
 	spawn := fs.String("spawn", "", "remit: path to the remit binary to run as a child (crash mode)")
@@ -86,7 +88,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *runID == "" {
 		*runID = fmt.Sprintf("lg%d", time.Now().Unix())
 	}
-	eng := loadgen.Config{Rate: *rate, Concurrency: *conc, Duration: *dur, MaxWorkers: *maxWorkers}
+	eng := loadgen.Config{Rate: *rate, Concurrency: *conc, Duration: *dur, MaxWorkers: *maxWorkers, LateAfter: *lateAfter}
 	logger := log.New(stderr, "loadgen: ", log.LstdFlags)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -97,7 +99,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "remit":
 		t := orDefault(*target, "http://127.0.0.1:8081")
 		cfg := loadgen.RemitConfig{Target: t, RunID: *runID, Accounts: *accounts, Hot: *hot, Batch: *batch, Initial: *initial,
-			MaxAmount: *maxAmount, ReadEvery: *readEvery, CrashEvery: *crashEvery, Engine: eng, Logf: logger.Printf}
+			MaxAmount: *maxAmount, ReadEvery: *readEvery, CrashEvery: *crashEvery, Engine: eng, Logf: logger.Printf,
+			SkipTransferCheck: !*verifyTransfers}
+		if *crashEvery > 0 && !*verifyTransfers {
+			fmt.Fprintln(stderr, "crash mode needs --verify-transfers (its point is checking every acknowledged transfer)")
+			return 2
+		}
 		var proc *loadgen.Proc
 		switch {
 		case *spawn != "" && *remitCmd != "":

@@ -74,6 +74,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"remit", "--crash-every", "1s"}, "--crash-every needs"},
 		{[]string{"remit", "--spawn", "/bin/true"}, "--spawn needs --data"},
 		{[]string{"remit", "-o", "xml"}, "use text or json"},
+		{[]string{"remit", "--crash-every", "1s", "--verify-transfers=false"}, "needs --verify-transfers"},
 	}
 	for _, c := range cases {
 		var out, errb bytes.Buffer
