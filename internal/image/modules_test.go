@@ -1,7 +1,9 @@
 package image
 
 import (
+	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -105,5 +107,37 @@ func TestResolveRealKernel(t *testing.T) {
 		if pos[before[0]] > pos[before[1]] {
 			t.Fatalf("%s must load before %s: %v", before[0], before[1], names(got))
 		}
+	}
+}
+
+// TestCompressedModule: a tree that stores .ko.xz gets plain ELF into the initramfs, because
+// finit_module of a compressed module needs CONFIG_MODULE_DECOMPRESS in the guest kernel.
+func TestCompressedModule(t *testing.T) {
+	if _, err := exec.LookPath("xz"); err != nil {
+		t.Skip("xz not installed")
+	}
+	k := realKernel(t)
+	orig, err := os.ReadFile(filepath.Join(k.ModulesDir, "kernel/drivers/virtio/virtio_ring.ko"))
+	if err != nil {
+		t.Skip(err)
+	}
+	dir := t.TempDir()
+	p := filepath.Join(dir, "kernel/drivers/virtio/virtio_ring.ko")
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	os.WriteFile(p, orig, 0o644)
+	if out, err := exec.Command("xz", p).CombinedOutput(); err != nil {
+		t.Fatalf("xz: %v %s", err, out)
+	}
+	ms, err := OpenModules(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mods, err := ms.Resolve([]string{"virtio_ring"}, nil)
+	if err != nil || len(mods) != 1 || !strings.HasSuffix(mods[0].Path, ".ko.xz") {
+		t.Fatalf("resolve: %v %v", mods, err)
+	}
+	got, err := ms.read("virtio_ring")
+	if err != nil || !bytes.Equal(got, orig) {
+		t.Fatalf("decompressed module differs (%d vs %d bytes): %v", len(got), len(orig), err)
 	}
 }

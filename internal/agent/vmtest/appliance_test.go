@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/finvirt/finvirt/internal/agent"
+	"golang.org/x/sys/unix"
 )
 
 func testCtx(t *testing.T, d time.Duration) context.Context {
@@ -49,6 +50,13 @@ func TestAppliance(t *testing.T) {
 		}
 		if !strings.Contains(out.String(), appliance.KernelVersion) {
 			t.Fatalf("/proc/version %q does not name the guest kernel %s", out.String(), appliance.KernelVersion)
+		}
+		var u unix.Utsname
+		unix.Uname(&u)
+		if host := unix.ByteSliceToString(u.Release[:]); host == appliance.KernelVersion {
+			t.Logf("host runs the guest kernel version too (%s): the check cannot tell them apart", host)
+		} else if strings.Contains(out.String(), host) {
+			t.Fatalf("/proc/version %q names the host kernel %s", out.String(), host)
 		}
 	})
 	t.Run("exit codes", func(t *testing.T) {

@@ -94,7 +94,9 @@ func Start(o VMOptions, dir string) (*VM, error) {
 		return nil, err
 	}
 	vm.Cmd.Stdout, vm.Cmd.Stderr = stderr, stderr
-	vm.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Own process group (Kill takes the whole group); Pdeathsig so that a test binary killed by
+	// its timeout does not leave a QEMU spinning a core.
+	vm.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	vm.Started = time.Now()
 	if err := vm.Cmd.Start(); err != nil {
 		stderr.Close()
