@@ -7,7 +7,9 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -359,5 +361,29 @@ func TestFlagErrors(t *testing.T) {
 		if err := run(args); err == nil {
 			t.Errorf("run(%v) accepted bad flags", args)
 		}
+	}
+}
+
+// TestShutdownAndLock: SIGTERM stops claims cleanly (exit 0), and a second
+// process on the same data dir is refused while the first holds it.
+func TestShutdownAndLock(t *testing.T) {
+	data := t.TempDir()
+	addr := testbin.FreeAddr(t)
+	srv := testbin.Start(t, claimsBin, addr, "claims listening on", nil, "--listen", addr, "--data", data, "--remit-url", "http://127.0.0.1:1")
+	second := exec.Command(claimsBin, "--listen", testbin.FreeAddr(t), "--data", data)
+	out, err := second.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "another claims process") {
+		t.Fatalf("second process on the same data dir: err %v, output %s", err, out)
+	}
+	if err := srv.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-srv.Done():
+	case <-time.After(60 * time.Second):
+		t.Fatal("claims did not stop on SIGTERM")
+	}
+	if code := srv.Cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM:\n%s", code, srv.Log())
 	}
 }

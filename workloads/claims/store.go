@@ -35,7 +35,7 @@ func OpenStore(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create claims data dir %s: %w", dir, err)
 	}
-	db, err := bolt.Open(filepath.Join(dir, "claims.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	db, err := bolt.Open(filepath.Join(dir, "claims.db"), 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("open claims store in %s: %w (is another claims process using it?)", dir, err)
 	}
