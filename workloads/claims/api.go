@@ -184,8 +184,8 @@ func (s *Service) hDeny(w http.ResponseWriter, r *http.Request) {
 func (s *Service) hList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	st := State(q.Get("state"))
-	if !ValidState(st) {
-		writeErr(w, badRequest("invalid_state", "list needs ?state= one of %s, got %q", stateList(), st))
+	if st != "" && !ValidState(st) {
+		writeErr(w, badRequest("invalid_state", "list ?state= must be one of %s (or omitted for all), got %q", stateList(), st))
 		return
 	}
 	limit := 100

@@ -25,15 +25,35 @@ func (s *Service) Get(id string) (*Claim, error) {
 	return c, err
 }
 
-// List returns up to limit claims in state st with id > after, in id order,
-// and the id to pass as after for the next page ("" when done).
+// List returns up to limit claims in state st (all states when st is "")
+// with id > after, in id order, and the id to pass as after for the next
+// page ("" when done).
 func (s *Service) List(st State, after string, limit int) ([]*Claim, string, error) {
 	var out []*Claim
 	next := ""
 	err := s.store.db.View(func(tx *bolt.Tx) error {
+		claims := tx.Bucket(bClaims)
+		if st == "" {
+			cur := claims.Cursor()
+			k, v := cur.Seek([]byte(after))
+			for ; k != nil; k, v = cur.Next() {
+				if string(k) == after {
+					continue
+				}
+				if len(out) == limit {
+					next = out[len(out)-1].ID
+					return nil
+				}
+				c := new(Claim)
+				if err := json.Unmarshal(v, c); err != nil {
+					return fmt.Errorf("decode stored claim %q: %w", k, err)
+				}
+				out = append(out, c)
+			}
+			return nil
+		}
 		prefix := []byte(string(st) + "/")
 		cur := tx.Bucket(bIdx).Cursor()
-		claims := tx.Bucket(bClaims)
 		k, _ := cur.Seek(append(append([]byte{}, prefix...), after...))
 		for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
 			id := string(k[len(prefix):])

@@ -369,6 +369,10 @@ func TestListPaginationAndWait(t *testing.T) {
 	if strings.Join(got, ",") != "p0,p1,p2,p3,p4" {
 		t.Fatalf("pagination returned %v", got)
 	}
+	all := e.must("GET", "/v1/claims?limit=3", "", "", 200)
+	if n := len(all["claims"].([]any)); n != 3 || all["next_after"] != "p2" {
+		t.Fatalf("list all: %d claims, next %v", n, all["next_after"])
+	}
 	// No dispatcher runs, so nothing gets paid: the wait times out and
 	// reports the claim as pending; unknown ids are reported not found.
 	m := e.must("POST", "/v1/claims/wait", `{"ids":["p0","ghost"],"state":"triage","timeout_ms":50}`, "", 200)
