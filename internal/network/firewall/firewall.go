@@ -51,6 +51,19 @@ func (f *Firewall) Tables() []string {
 
 func (f *Firewall) natName() string { return f.prefix + "_nat" }
 
+func (f *Firewall) isStray(t *nftables.Table) bool {
+	if t.Name != f.prefix && !strings.HasPrefix(t.Name, f.prefix+"_") && !strings.HasPrefix(t.Name, f.prefix+"-") {
+		return false
+	}
+	inet, br, nat := f.tables()
+	for _, m := range []*nftables.Table{inet, br, nat} {
+		if m.Family == t.Family && m.Name == t.Name {
+			return false
+		}
+	}
+	return true
+}
+
 func (f *Firewall) tables() (inet, br, nat *nftables.Table) {
 	return &nftables.Table{Family: nftables.TableFamilyINet, Name: f.prefix},
 		&nftables.Table{Family: nftables.TableFamilyBridge, Name: f.prefix},
@@ -72,6 +85,15 @@ func (f *Firewall) Sync(ctx context.Context, s network.State) error {
 		// add+delete so that the delete never fails on a missing table.
 		c.AddTable(t)
 		c.DelTable(t)
+	}
+	// Strays: tables carrying the prefix that this version does not render (left by an
+	// older layout or by hand) go in the same batch.
+	if all, err := c.ListTables(); err == nil {
+		for _, t := range all {
+			if f.isStray(t) {
+				c.DelTable(t)
+			}
+		}
 	}
 	if len(s.Networks) > 0 {
 		r := &renderer{c: c, s: s, counters: counters}

@@ -314,6 +314,8 @@ func testReconcile(t *testing.T, cfg Config) {
 	h.NS.MustExec(t, "ip", "link", "add", "fvbrstray", "type", "bridge")
 	h.NS.MustExec(t, "ip", "tuntap", "add", "fvtstray", "mode", "tap")
 	h.NS.MustExec(t, "ip", "link", "del", network.TapName("fv", "rb"))
+	h.NS.MustExec(t, "nft", "add", "table", "inet", h.Prefix+"_stray")
+	h.NS.MustExec(t, "nft", "add", "table", "ip6", h.Prefix)
 	m2 := h.newManager(t)
 	if err := m2.Reconcile(ctx, nets, nics, groups); err != nil {
 		t.Fatal(err)
@@ -323,6 +325,9 @@ func testReconcile(t *testing.T, cfg Config) {
 	}
 	if got := h.Ruleset(t); got != rules {
 		t.Errorf("ruleset after reconcile differs:\nwant:\n%s\ngot:\n%s", rules, got)
+	}
+	if out := h.NS.MustExec(t, "nft", "list", "tables"); strings.Contains(out, "_stray") || strings.Contains(out, "ip6 "+h.Prefix) {
+		t.Errorf("stray tables survived reconcile:\n%s", out)
 	}
 	if err := m2.Reconcile(ctx, nets, nics, groups); err != nil {
 		t.Fatal(err)
