@@ -235,7 +235,7 @@ func (r *remitRun) op(ctx context.Context, worker int) string {
 				switch {
 				case res.Status == 201 || res.Status == 200:
 					recs[i].Outcome = Acked
-				case res.Status >= 400 && res.Status < 500:
+				case definite4xx(res.Status):
 					recs[i].Outcome, recs[i].Code = Rejected, res.Code
 				default:
 					recs[i].Outcome = Unknown
@@ -249,14 +249,21 @@ func (r *remitRun) op(ctx context.Context, worker int) string {
 	return kind
 }
 
+// classify maps a response to an outcome. 408, 409 (e.g.
+// idempotency_key_in_flight) and 429 do not say the transfer was not
+// applied, so they count as unknown and are resolved by the final GET.
 func classify(err error) (Outcome, string) {
 	if err == nil {
 		return Acked, ""
 	}
-	if ae, ok := err.(*APIError); ok && ae.Status >= 400 && ae.Status < 500 {
+	if ae, ok := err.(*APIError); ok && definite4xx(ae.Status) {
 		return Rejected, ae.Code
 	}
 	return Unknown, Kind(err)
+}
+
+func definite4xx(st int) bool {
+	return st >= 400 && st < 500 && st != 408 && st != 409 && st != 429
 }
 
 // readAll reads every customer account one by one.
