@@ -294,11 +294,15 @@ func (m *Manager) Network(name string) (ResolvedNetwork, bool) {
 func (m *Manager) NetworkInfo(ctx context.Context, name string) (Info, error) {
 	m.mu.Lock()
 	r, ok := m.networks[name]
+	var d Driver
+	var err error
+	if ok {
+		d, err = m.driver(r.Driver)
+	}
 	m.mu.Unlock()
 	if !ok {
 		return Info{}, fmt.Errorf("%w: network %q does not exist", ErrInvalid, name)
 	}
-	d, err := m.driver(r.Driver)
 	if err != nil {
 		return Info{}, err
 	}

@@ -235,12 +235,19 @@ func testSpoof(t *testing.T, cfg Config) {
 	}
 	a.NS.MustExec(t, "ip", "link", "set", "eth0", "address", a.MAC.String())
 	Eventually(t, 30*time.Second, "ping a -> b after restoring the MAC", func() bool { return a.NS.Ping(b.IP, 1) })
-	// ARP announcing someone else's IP with our MAC: b's neighbour entry for 10.53.0.50
-	// must not appear.
-	a.NS.Exec("busybox", "arping", "-U", "-c", "2", "-I", "eth0", "-s", "10.53.0.50", "10.53.0.50")
-	if out, _ := b.NS.Exec("ip", "neigh", "show", "10.53.0.50"); strings.Contains(string(out), "lladdr") {
-		t.Errorf("gratuitous ARP with a spoofed sender IP reached b: %s", out)
+	// ARP with a wrong sender IP: a request to b claiming to be 10.53.0.50. The same
+	// request with a's real address is the control that the probe works.
+	a.NS.MustExec(t, "ip", "addr", "add", "10.53.0.50/32", "dev", "eth0")
+	if out, _ := a.NS.Exec("busybox", "arping", "-c", "2", "-w", "3", "-I", "eth0", "-s", a.IP, b.IP); !strings.Contains(string(out), "Received 1") && !strings.Contains(string(out), "Received 2") {
+		t.Fatalf("control arping with the real sender IP got no reply:\n%s", out)
 	}
+	if out, _ := a.NS.Exec("busybox", "arping", "-c", "2", "-w", "3", "-I", "eth0", "-s", "10.53.0.50", b.IP); !strings.Contains(string(out), "Received 0") {
+		t.Errorf("ARP with a spoofed sender IP got an answer:\n%s", out)
+	}
+	if out, _ := b.NS.Exec("ip", "neigh", "show", "10.53.0.50"); strings.Contains(string(out), "lladdr") {
+		t.Errorf("ARP with a spoofed sender IP reached b: %s", out)
+	}
+	a.NS.MustExec(t, "ip", "addr", "del", "10.53.0.50/32", "dev", "eth0")
 	rs := h.Ruleset(t)
 	if !strings.Contains(rs, "spoofed-mac") {
 		t.Errorf("bridge ruleset lacks the anti-spoofing chain:\n%s", rs)
