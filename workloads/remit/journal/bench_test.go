@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand"
+	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -19,6 +21,9 @@ import (
 //
 //	go test -run XXX -bench BenchmarkDurableCommit -benchtime 20000x ./workloads/remit/journal/
 func BenchmarkDurableCommit(b *testing.B) {
+	if v := os.Getenv("REMIT_PREALLOC"); v != "" { // A/B: REMIT_PREALLOC=0 disables preallocation
+		PreallocChunk, _ = strconv.ParseInt(v, 10, 64)
+	}
 	for _, batch := range []int{1, 100, 1000} {
 		b.Run(fmt.Sprintf("journal/batch=%d", batch), func(b *testing.B) { benchJournal(b, batch) })
 		b.Run(fmt.Sprintf("bbolt/batch=%d", batch), func(b *testing.B) { benchBolt(b, batch) })

@@ -26,7 +26,8 @@ func SegmentName(seq uint64) string { return fmt.Sprintf("%s%016d%s", segPrefix,
 // SnapshotName is the file name of the snapshot holding the state before segment seq.
 func SnapshotName(seq uint64) string { return fmt.Sprintf("%s%016d%s", snapPrefix, seq, snapSuffix) }
 
-// PreallocChunk is how much zeroed space a segment grows by at a time.
+// PreallocChunk is how much zeroed space a segment grows by at a time; 0
+// disables preallocation (plain appends, every sync a full fsync).
 // Writing into already-allocated, already-written blocks lets Sync use
 // fdatasync without a metadata (journal) commit per batch.
 var PreallocChunk int64 = 8 << 20
@@ -57,6 +58,15 @@ func (l *Log) Size() int64 { return l.size }
 // batch normally never waits for it; only a write that outruns it extends
 // synchronously.
 func (l *Log) Write(b []byte) error {
+	if PreallocChunk <= 0 {
+		n, err := l.f.WriteAt(b, l.size)
+		l.size += int64(n)
+		l.alloc, l.grew = l.size, true
+		if err != nil {
+			return fmt.Errorf("journal: appending to %s: %w", l.f.Name(), err)
+		}
+		return nil
+	}
 	l.pollExtend(false)
 	if l.size+int64(len(b)) > l.alloc {
 		l.pollExtend(true)
@@ -185,6 +195,9 @@ func (l *Log) openSegment(seq uint64, create bool, size int64) error {
 		return err
 	}
 	l.f, l.seq, l.size, l.alloc, l.grew, l.ext = f, seq, size, st.Size(), false, nil
+	if PreallocChunk > 0 && l.alloc-l.size < PreallocChunk/2 {
+		l.startExtend() // have space ready before the first batch arrives
+	}
 	if create {
 		return syncDir(l.dir, l.noSync)
 	}
