@@ -50,14 +50,14 @@ func CheckDevice(ctx context.Context, dev string, force bool) error {
 // Signature returns the TYPE (or PTTYPE) blkid finds on dev, "" if none.
 func Signature(ctx context.Context, dev string) string {
 	out, err := exec.CommandContext(ctx, "blkid", "-p", "-o", "export", dev).Output()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() == 2 {
+		return "" // nothing found
+	}
 	if err != nil {
-		// Exit 2: nothing found. Other failures: treat as unknown rather than free only when
-		// blkid is missing, which setup installs.
-		var ee *exec.ExitError
-		if errors.As(err, &ee) && ee.ExitCode() == 2 {
-			return ""
-		}
-		return ""
+		// blkid could not probe (ambiguous signatures exit 8, I/O errors): report it as a
+		// signature so that CheckDevice refuses the device unless forced.
+		return "unknown (blkid: " + err.Error() + ")"
 	}
 	var pt string
 	for _, l := range strings.Split(string(out), "\n") {
