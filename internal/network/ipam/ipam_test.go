@@ -3,6 +3,7 @@ package ipam
 import (
 	"errors"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -125,4 +126,34 @@ func TestExpiredDynamicReused(t *testing.T) {
 	if got, err := p.Allocate("b"); err != nil || got.IP != "10.0.0.2" {
 		t.Errorf("expired lease not reused: %+v %v", got, err)
 	}
+}
+
+func FuzzOpenFileStore(f *testing.F) {
+	f.Add([]byte(`[{"network":"n","owner":"aa:bb:cc:dd:ee:ff","ip":"10.0.0.2","static":true}]`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(`{`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		path := filepath.Join(t.TempDir(), "l.json")
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fs, err := OpenFileStore(path)
+		if err != nil {
+			return
+		}
+		// Whatever loaded must survive a save and reload unchanged.
+		ls, _ := fs.List("n")
+		if len(ls) > 0 {
+			if err := fs.Put(ls[0]); err != nil {
+				t.Fatal(err)
+			}
+			again, err := OpenFileStore(path)
+			if err != nil {
+				t.Fatalf("reload after save: %v", err)
+			}
+			if got, _ := again.List("n"); len(got) != len(ls) {
+				t.Fatalf("%d leases after reload, want %d", len(got), len(ls))
+			}
+		}
+	})
 }
