@@ -72,6 +72,7 @@ func newRoot() *cobra.Command {
 		newOperationCmd(g),
 		newEventsCmd(g),
 		newAdminCmd(g),
+		newStorageCmd(g),
 	)
 	return root
 }

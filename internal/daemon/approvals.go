@@ -20,8 +20,8 @@ const approvalPrefix = "approvals/"
 func (d *Daemon) requestApproval(w http.ResponseWriter, r *http.Request, rc *Request) error {
 	now := time.Now().UTC()
 	a := api.Approval{
-		ID: newID(), Project: rc.project, Method: r.Method, Path: r.URL.Path, Body: string(rc.body),
-		Summary:     rc.route.Action + " " + r.URL.Path,
+		ID: newID(), Project: rc.project, Method: r.Method, Path: r.URL.RequestURI(), Body: string(rc.body),
+		Summary:     rc.route.Action + " " + r.URL.RequestURI(),
 		RequestedBy: rc.identity, RequestedAt: now, Status: api.ApprovalPending,
 		ExpiresAt: now.Add(d.cfg.ApprovalTTL),
 	}
