@@ -280,10 +280,6 @@ func (m *Manager) Reconcile(ctx context.Context, networks []Network, nics []NIC,
 	for _, n := range fresh.nics {
 		allNICs = append(allNICs, n)
 	}
-	used := map[string]bool{}
-	for _, n := range all {
-		used[n.Driver] = true
-	}
 	for _, name := range Drivers() {
 		// Every registered driver reconciles, even one with no networks left, so that its
 		// strays go too.

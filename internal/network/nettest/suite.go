@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/finvirt/finvirt/internal/network"
+	"github.com/finvirt/finvirt/internal/network/dhcp"
 	"github.com/finvirt/finvirt/internal/network/firewall"
 	"github.com/finvirt/finvirt/internal/network/ipam"
 )
@@ -255,10 +256,13 @@ func testSpoof(t *testing.T, cfg Config) {
 }
 
 func testDelete(t *testing.T, cfg Config) {
-	h := NewHost(t)
+	var dh *dhcp.Service
+	h := NewHost(t, func(h *Host) network.Service { dh = dhcp.New(h.NS.NetNS(), h.Store); return dh })
 	ctx := context.Background()
 	linksBefore := h.Links(t)
-	n, err := h.M.CreateNetwork(ctx, net3(cfg, "gone", "10.54.0.0/24", 0))
+	nw := net3(cfg, "gone", "10.54.0.0/24", 0)
+	nw.DHCP.Enabled = true
+	n, err := h.M.CreateNetwork(ctx, nw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,6 +272,14 @@ func testDelete(t *testing.T, cfg Config) {
 	}
 	if !strings.Contains(h.Links(t), nic.Device+" "+n.BridgeName) {
 		t.Fatalf("tap %s not on bridge %s:\n%s", nic.Device, n.BridgeName, h.Links(t))
+	}
+	// What QEMU's -netdev tap,ifname=... expects to open: a persistent tap with vnet_hdr.
+	if out := h.NS.MustExec(t, "ip", "-d", "link", "show", nic.Device); !strings.Contains(out, "tap") ||
+		!strings.Contains(out, "vnet_hdr on") || !strings.Contains(out, "persist on") {
+		t.Errorf("tap %s flags:\n%s", nic.Device, out)
+	}
+	if got := dh.Running(); len(got) != 1 {
+		t.Errorf("DHCP servers %v, want one for gone", got)
 	}
 	if !nic.Addr.IsValid() || nic.Addr.String() != "10.54.0.2" {
 		t.Errorf("IPAM gave %s, want 10.54.0.2 (first host after the gateway)", nic.Addr)
@@ -286,6 +298,9 @@ func testDelete(t *testing.T, cfg Config) {
 	}
 	if rs := h.Ruleset(t); strings.TrimSpace(rs) != "" {
 		t.Errorf("nft tables left after deleting the last network:\n%s", rs)
+	}
+	if got := dh.Running(); len(got) != 0 {
+		t.Errorf("DHCP servers left after delete: %v", got)
 	}
 }
 
