@@ -197,7 +197,8 @@ func runOpen(ctx context.Context, cfg Config, op Op) (*Result, error) {
 	defer timer.Stop()
 	<-timer.C
 	for i := int64(0); ; i++ {
-		intended := start.Add(time.Duration(i) * interval)
+		// Computed from i (not accumulated), so rounding never drifts.
+		intended := start.Add(time.Duration(float64(i) * 1e9 / cfg.Rate))
 		if intended.Sub(start) >= cfg.Duration || ctx.Err() != nil {
 			break
 		}
@@ -229,7 +230,6 @@ func runOpen(ctx context.Context, cfg Config, op Op) (*Result, error) {
 	}
 	res := &Result{Mode: "open", Rate: cfg.Rate, Workers: nWork, Elapsed: max(sent, time.Since(start)), Unsent: unsent.Load()}
 	aggregate(res, stats)
-	// Throughput over the scheduling window plus the drain actually needed.
 	return res, nil
 }
 
