@@ -123,15 +123,20 @@ func TestClaimsScenario(t *testing.T) {
 	remit := testbin.Start(t, bins["remit"], ra, "remit listening on", nil, "--listen", ra, "--data", t.TempDir())
 	cl := testbin.Start(t, bins["claims"], ca, "claims listening on", nil, "--listen", ca, "--data", t.TempDir(),
 		"--remit-url", remit.URL(), "--payer-account", "insurer", "--auto-approve-limit", "1000", "--authority-limit", "5000")
-	for _, batch := range []string{"1", "25"} {
-		code, rep, stderr := runJSON(t, "claims", "--target", cl.URL(), "--remit-url", remit.URL(), "--concurrency", "4",
-			"--duration", "1500ms", "--batch", batch, "--claimants", "7", "--run-id", "b"+batch)
+	for i, mode := range [][]string{
+		{"--concurrency", "4", "--batch", "1"},
+		{"--concurrency", "4", "--batch", "25"},
+		{"--rate", "20", "--batch", "10"}, // open loop: 200 claims/s offered
+	} {
+		args := append([]string{"claims", "--target", cl.URL(), "--remit-url", remit.URL(), "--duration", "1500ms",
+			"--claimants", "7", "--run-id", fmt.Sprintf("r%d", i)}, mode...)
+		code, rep, stderr := runJSON(t, args...)
 		c := checks(rep)
-		if code != 0 || !c["payout_transfers"] || !c["exactly_once"] {
-			t.Fatalf("batch %s: claims run failed (code %d): %+v\n%s", batch, code, rep.Checks, stderr)
+		if code != 0 || !c["payout_transfers"] || !c["exactly_once"] || !c["approved_claims_paid"] {
+			t.Fatalf("%v: claims run failed (code %d): %+v\n%s", mode, code, rep.Checks, stderr)
 		}
 		if rep.Figures["claims_paid"] == 0 || rep.Figures["claims_four_eyes"] == 0 || rep.Extra["payout"].Count == 0 {
-			t.Fatalf("batch %s: figures %v extra %v", batch, rep.Figures, rep.Extra)
+			t.Fatalf("%v: figures %v extra %v", mode, rep.Figures, rep.Extra)
 		}
 	}
 }
