@@ -123,3 +123,47 @@ func TestEgressRules(t *testing.T) {
 		t.Errorf("rules with traffic = %v", seen)
 	}
 }
+
+// TestGroupPeersAndICMP: a rule naming a security group admits exactly that group's
+// members; an icmp rule admits echo but not tcp.
+func TestGroupPeersAndICMP(t *testing.T) {
+	h := nettest.NewHost(t)
+	ctx := context.Background()
+	a, _ := h.M.CreateNetwork(ctx, network.Network{Name: "a", Subnet: "10.83.1.0/24"})
+	b, _ := h.M.CreateNetwork(ctx, network.Network{Name: "b", Subnet: "10.83.2.0/24"})
+	if err := h.M.PutSecurityGroup(ctx, network.SecurityGroup{Name: "app"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.M.PutSecurityGroup(ctx, network.SecurityGroup{Name: "db", Rules: []network.Rule{
+		{ID: "pg-from-app", Direction: network.Ingress, Protocol: "tcp", Ports: []string{"5432"}, Groups: []string{"app"}},
+		{ID: "ping", Direction: network.Ingress, Protocol: "icmp", Networks: []string{"a"}},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	member, _ := h.Plug(t, a, "mem", "10.83.1.10", "app")
+	other, _ := h.Plug(t, a, "oth", "10.83.1.11")
+	db, _ := h.Plug(t, b, "db", "10.83.2.10", "db")
+	db.NS.Listen(t, "5432")
+	db.NS.Listen(t, "22")
+	nettest.Eventually(t, 30*time.Second, "group member reaches 5432", func() bool { return member.NS.TCP(db.IP, "5432", 3*time.Second) })
+	if other.NS.TCP(db.IP, "5432", 2*time.Second) {
+		t.Error("a NIC outside group app reached 5432")
+	}
+	if !other.NS.Ping(db.IP, 2) {
+		t.Error("icmp rule for network a did not admit ping")
+	}
+	if member.NS.TCP(db.IP, "22", 2*time.Second) {
+		t.Error("tcp/22 passed; only icmp and 5432 from app are allowed")
+	}
+	// Leaving the group takes effect at once: re-attach the member without it.
+	if err := h.M.DetachNIC(ctx, "mem"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.M.AttachNIC(ctx, network.NIC{ID: "mem", Instance: "inst-mem", Network: "a", IP: "10.83.1.10", HostLink: member.HostLink}); err != nil {
+		t.Fatal(err)
+	}
+	nettest.Eventually(t, 30*time.Second, "re-attached NIC pings db (control)", func() bool { return member.NS.Ping(db.IP, 1) })
+	if member.NS.TCP(db.IP, "5432", 2*time.Second) {
+		t.Error("former group member still reaches 5432")
+	}
+}
