@@ -37,6 +37,17 @@ func TestCreateRefusesNonEmptyDir(t *testing.T) {
 	storagetest.WantErr(t, "relative path", err, storage.ErrInvalid)
 	_, err = storage.CreatePool(context.Background(), storage.PoolConfig{Name: "p", Driver: "nosuch", Path: dir})
 	storagetest.WantErr(t, "unknown driver", err, storage.ErrNotFound)
+	_, err = storage.OpenPool(context.Background(), storage.PoolConfig{Name: "p", Driver: DriverName, Path: filepath.Join(dir, "none")})
+	storagetest.WantErr(t, "unknown pool", err, storage.ErrNotFound)
+	// A pool opened under another name is refused.
+	root := t.TempDir()
+	if _, err := storage.CreatePool(context.Background(), storage.PoolConfig{Name: "one", Driver: DriverName, Path: filepath.Join(root, "p")}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = storage.OpenPool(context.Background(), storage.PoolConfig{Name: "two", Driver: DriverName, Path: filepath.Join(root, "p")})
+	storagetest.WantErr(t, "wrong pool name", err, storage.ErrInvalid)
+	_, err = storage.CreatePool(context.Background(), storage.PoolConfig{Name: "one", Driver: DriverName, Path: filepath.Join(root, "p")})
+	storagetest.WantErr(t, "pool exists", err, storage.ErrExists)
 }
 
 // TestRecoverLeftovers simulates a crash mid-import and mid-clone: a temporary file still being
