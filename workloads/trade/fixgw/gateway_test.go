@@ -95,3 +95,30 @@ func TestFIXSession(t *testing.T) {
 		}
 	}
 }
+
+// TestFIXReconnectKeepsOrders: a client logs out and logs on again (new
+// connection, sequence numbers reset on logon); its resting order is still
+// known by ClOrdID and can be canceled, and heartbeats keep an idle
+// session alive past HeartBtInt.
+func TestFIXReconnectKeepsOrders(t *testing.T) {
+	const srv = "TRADEGW3"
+	_, g, port := startGateway(t, srv, []string{"RECON"})
+	c := dial(t, port, "RECON", srv)
+	c.send(t, "D", tagClOrdID, "keep", tagSymbol, "AAPL", tagSide, "1", tagOrdType, "2", tagPrice, "99.00", tagOrderQty, "5")
+	expect(t, "new", c.next(t), tagExecType, "0", tagOrdStatus, "0")
+	c.stop()
+	select {
+	case <-c.logout:
+	case <-time.After(60 * time.Second):
+		t.Fatal("no logout")
+	}
+	c2 := dial(t, port, "RECON", srv)
+	defer c2.stop()
+	// Stay idle past HeartBtInt (5s): the session must survive on heartbeats.
+	time.Sleep(6 * time.Second)
+	c2.send(t, "F", tagClOrdID, "keep-c", tagOrigClOrdID, "keep", tagSymbol, "AAPL", tagSide, "1")
+	expect(t, "canceled after reconnect", c2.next(t), tagExecType, "4", tagOrdStatus, "4", tagClOrdID, "keep-c", tagOrigClOrdID, "keep")
+	if n := g.Stats().Logons.Load(); n != 2 {
+		t.Fatalf("%d logons, want 2", n)
+	}
+}
