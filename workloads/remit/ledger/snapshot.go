@@ -60,11 +60,14 @@ func appendBytes(b, v []byte) []byte {
 	return append(b, v...)
 }
 
-func (d *decoder) transferRec(t *Transfer) {
-	d.transferInput(&t.TransferInput)
-	t.Status = Status(d.byte1("status"))
-	t.Timestamp = d.varint("timestamp")
-	t.UpdatedAt = d.varint("updated at")
+// rawStr is str without the copy: the bytes alias the snapshot buffer.
+func (d *decoder) rawStr(what string) []byte {
+	n := d.uvarint(what)
+	if n > 1<<20 {
+		d.fail(what)
+		return nil
+	}
+	return d.bytesN(int(n), what)
 }
 
 // Hash is the SHA-256 of the snapshot encoding.
@@ -103,21 +106,30 @@ func LoadSnapshot(b []byte) (*State, error) {
 	if nt > uint64(len(b)) {
 		return nil, fmt.Errorf("snapshot transfer count %d exceeds its size", nt)
 	}
+	// Hot loop of start-up: decode without allocating (byte views, map
+	// lookups keyed by string(bytes) do not allocate, ids go straight into
+	// the arena). Integrity is the snapshot's CRC; this only checks references.
 	for i := uint64(0); i < nt && d.err == nil; i++ {
-		var t Transfer
-		d.transferRec(&t)
+		id := d.rawStr("transfer id")
+		dr := d.rawStr("debit account id")
+		cr := d.rawStr("credit account id")
+		r := rec{amount: d.varint("amount")}
+		ccy := d.rawStr("currency")
+		r.pending = d.boolean("pending")
+		r.timeout = d.varint("timeout")
+		r.status = Status(d.byte1("status"))
+		r.ts = d.varint("timestamp")
+		r.upd = d.varint("updated at")
 		if d.err != nil {
 			break
 		}
-		di, ok1 := s.accIdx[t.DebitID]
-		ci, ok2 := s.accIdx[t.CreditID]
-		if !ok1 || !ok2 {
-			return nil, fmt.Errorf("snapshot transfer %q references a missing account", t.ID)
+		di, ok1 := s.accIdx[string(dr)]
+		ci, ok2 := s.accIdx[string(cr)]
+		if !ok1 || !ok2 || string(ccy) != s.accounts[di].Currency || len(id) == 0 || len(id) > 64 {
+			return nil, fmt.Errorf("snapshot transfer %q references a missing account or is malformed", id)
 		}
-		if _, dup := s.tr.lookup(t.ID); dup || !ValidID(t.ID) {
-			return nil, fmt.Errorf("snapshot transfer id %q is invalid or duplicated", t.ID)
-		}
-		idx := s.tr.add(t.ID, rec{amount: t.Amount, ts: t.Timestamp, upd: t.UpdatedAt, timeout: t.TimeoutSeconds, debit: di, credit: ci, status: t.Status, pending: t.Pending})
+		r.debit, r.credit = di, ci
+		idx := s.tr.addBytes(id, r)
 		s.scheduleExpiry(idx)
 	}
 	nk := d.uvarint("key count")

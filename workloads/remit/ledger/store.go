@@ -47,7 +47,7 @@ func (s *transferStore) idBytes(r *rec) []byte {
 	return s.arena[c][off : off+n]
 }
 
-func (s *transferStore) storeID(id string) uint64 {
+func storeID[T string | []byte](s *transferStore, id T) uint64 {
 	if len(s.arena) == 0 || len(s.arena[len(s.arena)-1])+len(id) > arenaChunk {
 		s.arena = append(s.arena, make([]byte, 0, arenaChunk))
 	}
@@ -71,7 +71,16 @@ func (s *transferStore) lookup(id string) (int32, bool) {
 
 // add appends r (its id must be new) and indexes it.
 func (s *transferStore) add(id string, r rec) int32 {
-	r.id = s.storeID(id)
+	return insert(s, maphash.String(s.seed, id), id, r)
+}
+
+// addBytes is add for an id held in a byte slice (snapshot loading).
+func (s *transferStore) addBytes(id []byte, r rec) int32 {
+	return insert(s, maphash.Bytes(s.seed, id), id, r)
+}
+
+func insert[T string | []byte](s *transferStore, h uint64, id T, r rec) int32 {
+	r.id = storeID(s, id)
 	i := s.n
 	if i>>chunkShift == len(s.chunks) {
 		s.chunks = append(s.chunks, make([]rec, 0, 1<<chunkShift))
@@ -79,9 +88,8 @@ func (s *transferStore) add(id string, r rec) int32 {
 	c := &s.chunks[i>>chunkShift]
 	*c = append(*c, r)
 	s.n++
-	h := maphash.String(s.seed, id)
 	if _, taken := s.idx[h]; taken {
-		s.coll[id] = int32(i)
+		s.coll[string(id)] = int32(i)
 	} else {
 		s.idx[h] = int32(i)
 	}
