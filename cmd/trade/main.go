@@ -121,7 +121,11 @@ func run(args []string) error {
 		if err := gw.Start(); err != nil {
 			return err
 		}
-		defer gw.Stop()
+		defer func() {
+			if gw != nil {
+				gw.Stop()
+			}
+		}()
 		registerFIXMetrics(api.Registry(), gw)
 		fmt.Fprintf(os.Stderr, "trade fix acceptor on %s as %s for %s\n", o.fixListen, o.fixSender, o.fixTargets)
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -238,7 +239,14 @@ func TestCrashRecoveryKill9(t *testing.T) {
 // the same book hash.
 func TestGracefulShutdown(t *testing.T) {
 	data := t.TempDir()
-	p := start(t, data, "--fsync", "none")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fixAddr := l.Addr().String()
+	l.Close()
+	// FIX enabled too, so shutdown also logs out the acceptor.
+	p := start(t, data, "--fsync", "none", "--fix-listen", fixAddr)
 	for i := 0; i < 50; i++ {
 		body := fmt.Sprintf(`{"client_order_id":"g%d","account":"a%d","symbol":"MSFT","side":"%s","price":"%d.%02d","quantity":%d}`, i, i%3, []string{"buy", "sell"}[i%2], 20, (i%4)*5, 1+i)
 		if code, err := p.do("POST", "/v1/orders", body, nil); code != 201 {
@@ -251,7 +259,7 @@ func TestGracefulShutdown(t *testing.T) {
 	if err := p.cmd.Wait(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.log())
 	}
-	if !strings.Contains(p.log(), "trade stopped, book hash "+before.Hash) {
+	if !strings.Contains(p.log(), "trade fix acceptor on "+fixAddr) || !strings.Contains(p.log(), "trade stopped, book hash "+before.Hash) {
 		t.Fatalf("shutdown log lacks final hash:\n%s", p.log())
 	}
 	p2 := start(t, data)
