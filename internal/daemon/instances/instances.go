@@ -122,7 +122,8 @@ func agentConfig(in api.Instance, im *image.Image) (agent.Config, error) {
 		return cfg, nil
 	}
 	wl := agent.Workload{Name: "main", Restart: in.Restart}
-	if hasFile(im, "/bin/sh") {
+	// Contents lists regular files only; busybox's applets (/bin/sh among them) are links.
+	if hasFile(im, "/bin/sh") || hasFile(im, "/bin/busybox") {
 		// A shell is in the image: let --cmd be a shell command line (quotes, pipes, &&).
 		wl.Command, wl.Args = "/bin/sh", []string{"-c", in.Command}
 	} else {
