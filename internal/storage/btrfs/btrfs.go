@@ -124,7 +124,7 @@ func (Driver) Create(ctx context.Context, cfg storage.PoolConfig) (storage.Pool,
 	}
 	r.Add(func() {
 		for _, d := range cfg.Devices {
-			run(context.Background(), "wipefs", "-a", "-q", d)
+			wipe(context.Background(), d)
 			run(context.Background(), "btrfs", "device", "scan", "--forget", d)
 		}
 	})
@@ -246,7 +246,9 @@ func (p *Pool) Delete(ctx context.Context) error {
 		return err
 	}
 	for _, d := range p.cfg.Devices {
-		run(ctx, "wipefs", "-a", "-q", d)
+		if err := wipe(ctx, d); err != nil {
+			return storage.Wrap(storage.ErrInUse, fmt.Sprintf("device %q", d), err, "wipe it by hand (wipefs -a) once it is free", "pool deleted but the device could not be wiped")
+		}
 	}
 	os.Remove(p.cfg.Path)
 	return nil

@@ -144,8 +144,8 @@ func TestDegradedRaid1(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("wipefs", "-a", cfg.Devices[1]).CombinedOutput(); err != nil {
-		t.Fatalf("wipefs: %v %s", err, out)
+	if err := wipe(ctx, cfg.Devices[1]); err != nil {
+		t.Fatalf("wipefs: %v", err)
 	}
 	p2, err := storage.OpenPool(ctx, cfg)
 	if err != nil {
@@ -269,4 +269,23 @@ func TestRecoverLeftovers(t *testing.T) {
 		t.Fatalf("temporary subvolumes remain:\n%s", out)
 	}
 	storagetest.WantPattern(t, p2, "keep", "0", "0", "64k")
+}
+
+func TestDeletePool(t *testing.T) {
+	ctx := storagetest.Ctx(t)
+	cfg := newConfig(t, 2, "raid1")
+	p := create(t, cfg)
+	if err := p.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if isMountpoint(cfg.Path) {
+		t.Fatal("deleted pool still mounted")
+	}
+	for _, d := range cfg.Devices {
+		if sig := storage.Signature(ctx, d); sig != "" {
+			t.Fatalf("%s still carries a %s signature", d, sig)
+		}
+	}
+	// The devices are free for a new pool without force.
+	create(t, cfg)
 }

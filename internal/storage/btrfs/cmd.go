@@ -141,3 +141,20 @@ func parseStats(out string) map[string]uint64 {
 	}
 	return m
 }
+
+// wipe erases filesystem signatures from dev. Right after an unmount the kernel can still hold
+// the device for a moment (wipefs opens it O_EXCL and gets EBUSY), so it retries for a while.
+func wipe(ctx context.Context, dev string) error {
+	var err error
+	for i := 0; i < 100; i++ {
+		if _, err = run(ctx, "wipefs", "-a", "-q", dev); err == nil || !strings.Contains(err.Error(), "busy") {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return err
+}
