@@ -72,7 +72,7 @@ func isMountpoint(path string) bool {
 
 func umount(ctx context.Context, path string) error {
 	var err error
-	for i := 0; i < 20; i++ {
+	for i := 0; i < 120; i++ { // up to 30 s: a loaded host may hold the fs busy briefly
 		if _, err = run(ctx, "umount", path); err == nil || !isMountpoint(path) {
 			return nil
 		}

@@ -28,14 +28,14 @@ func Attach(ctx context.Context, file string) (string, error) {
 // releases its devices asynchronously).
 func Detach(dev string) error {
 	var err error
-	for i := 0; i < 50; i++ {
+	for i := 0; i < 150; i++ { // up to 30 s
 		var out []byte
 		out, err = exec.Command("losetup", "-d", dev).CombinedOutput()
 		if err == nil {
 			return nil
 		}
 		err = fmt.Errorf("losetup -d %s: %v: %s", dev, err, strings.TrimSpace(string(out)))
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
 	}
 	return err
 }
