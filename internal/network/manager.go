@@ -44,6 +44,8 @@ type Manager struct {
 	// the manager holds mu during a sync.
 	poolMu sync.RWMutex
 	pools  map[string]*ipam.Pool
+	// dirty: a sync failed part-way, some services hold a state the manager rolled back.
+	dirty bool
 }
 
 // NewManager returns a Manager with no networks.
@@ -109,12 +111,26 @@ func (m *Manager) stateLocked() State {
 
 func (m *Manager) syncLocked(ctx context.Context) error {
 	s := m.stateLocked()
-	for _, svc := range m.opts.Services {
+	for i, svc := range m.opts.Services {
 		if err := svc.Sync(ctx, s); err != nil {
+			if i > 0 {
+				// Earlier services already applied s; the caller restores the old objects
+				// and calls resyncLocked to bring those services back.
+				m.dirty = true
+			}
 			return err
 		}
 	}
+	m.dirty = false
 	return nil
+}
+
+// resyncLocked re-applies the (restored) state after a failed change, best effort: the
+// services that took the failed state must not keep it.
+func (m *Manager) resyncLocked() {
+	if m.dirty {
+		m.syncLocked(context.Background())
+	}
 }
 
 // ResolveNetwork validates n against the manager's other networks without changing anything.
@@ -171,6 +187,7 @@ func (m *Manager) putNetworkLocked(ctx context.Context, n Network, create bool) 
 	d, _ := m.driver(r.Driver)
 	rv := revert.New()
 	defer rv.Fail()
+	rv.Add(m.resyncLocked)
 	if create {
 		err = d.Create(ctx, r)
 	} else {
@@ -272,6 +289,7 @@ func (m *Manager) DeleteNetwork(ctx context.Context, name string) error {
 	delete(m.networks, name)
 	if err := m.syncLocked(ctx); err != nil {
 		m.networks[name] = r
+		m.resyncLocked()
 		return err
 	}
 	d, _ := m.driver(r.Driver)

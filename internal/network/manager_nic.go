@@ -94,6 +94,7 @@ func (m *Manager) AttachNIC(ctx context.Context, nic NIC) (ResolvedNIC, error) {
 	}
 	rv := revert.New()
 	defer rv.Fail()
+	rv.Add(m.resyncLocked)
 	pool, _ := m.Pool(n.Name)
 	_, leaseErr := pool.Lookup(r.MAC)
 	hadLease := leaseErr == nil
@@ -144,6 +145,7 @@ func (m *Manager) DetachNIC(ctx context.Context, id string) error {
 	delete(m.nics, id)
 	if err := m.syncLocked(ctx); err != nil {
 		m.nics[id] = r
+		m.resyncLocked()
 		return err
 	}
 	n := m.networks[r.Network]
@@ -184,6 +186,7 @@ func (m *Manager) PutSecurityGroup(ctx context.Context, g SecurityGroup) error {
 		} else {
 			delete(m.groups, g.Name)
 		}
+		m.resyncLocked()
 		return err
 	}
 	return nil
@@ -216,6 +219,7 @@ func (m *Manager) DeleteSecurityGroup(ctx context.Context, name string) error {
 	delete(m.groups, name)
 	if err := m.syncLocked(ctx); err != nil {
 		m.groups[name] = g
+		m.resyncLocked()
 		return err
 	}
 	return nil
