@@ -328,3 +328,28 @@ func TestParseSymbols(t *testing.T) {
 		}
 	}
 }
+
+func TestFormatPriceMatchesDecimal(t *testing.T) {
+	for _, tick := range []string{"0.01", "0.05", "1", "0.0001", "5", "0.25", "10"} {
+		s := newSymbol(SymbolConfig{Name: "X", Tick: decimal.RequireFromString(tick)})
+		for _, ticks := range []int64{0, 1, 7, 99, 100, 101, 12345, MaxPriceTicks} {
+			want := decimal.NewFromInt(ticks).Mul(s.tick).StringFixed(s.scale)
+			if got := s.formatPrice(ticks); got != want {
+				t.Errorf("tick %s, %d ticks: %q, want %q", tick, ticks, got, want)
+			}
+		}
+	}
+}
+
+func TestFormatAvg(t *testing.T) {
+	s := newSymbol(SymbolConfig{Name: "X", Tick: DefaultTick})
+	cases := []struct {
+		notional, qty int64
+		want          string
+	}{{0, 0, "0.00"}, {10000 * 5, 5, "100.00"}, {10125*30 + 10130*20, 50, "101.27"}, {10001 + 10000*2, 3, "100.003333"}, {1, 2, "0.005"}}
+	for _, c := range cases {
+		if got := s.formatAvg(c.notional, c.qty); got != c.want {
+			t.Errorf("avg(%d/%d) = %q, want %q", c.notional, c.qty, got, c.want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/shopspring/decimal"
@@ -72,6 +73,9 @@ type symbol struct {
 	name  string
 	tick  decimal.Decimal
 	scale int32 // decimal places shown for prices
+	// tick = mant * 10^-scale, so a price in ticks is ticks*mant units of
+	// 10^-scale: formatting is integer arithmetic, no decimal allocation.
+	mant int64
 }
 
 func newSymbol(c SymbolConfig) *symbol {
@@ -79,7 +83,8 @@ func newSymbol(c SymbolConfig) *symbol {
 	if scale < 0 {
 		scale = 0
 	}
-	return &symbol{name: c.Name, tick: c.Tick, scale: scale}
+	mant := c.Tick.Shift(scale).IntPart()
+	return &symbol{name: c.Name, tick: c.Tick, scale: scale, mant: mant}
 }
 
 // parsePrice converts a decimal string into ticks, rejecting non-numbers,
@@ -104,13 +109,29 @@ func (s *symbol) parsePrice(p string) (int64, *Error) {
 }
 
 func (s *symbol) formatPrice(ticks int64) string {
-	return decimal.NewFromInt(ticks).Mul(s.tick).StringFixed(s.scale)
+	if s.mant <= 0 || ticks > MaxPriceTicks || ticks < 0 {
+		return decimal.NewFromInt(ticks).Mul(s.tick).StringFixed(s.scale)
+	}
+	v := strconv.FormatInt(ticks*s.mant, 10)
+	if s.scale == 0 {
+		return v
+	}
+	k := int(s.scale)
+	if len(v) <= k {
+		v = strings.Repeat("0", k-len(v)+1) + v
+	}
+	return v[:len(v)-k] + "." + v[len(v)-k:]
 }
 
-// formatAvg renders notional/qty (in ticks) with 4 extra decimals.
+// formatAvg renders notional/qty (in ticks) with the symbol's decimals,
+// plus up to 4 more when the average falls between ticks.
 func (s *symbol) formatAvg(notional, qty int64) string {
 	if qty == 0 {
-		return decimal.Zero.StringFixed(s.scale)
+		return s.formatPrice(0)
 	}
-	return decimal.NewFromInt(notional).Mul(s.tick).DivRound(decimal.NewFromInt(qty), s.scale+4).String()
+	if notional%qty == 0 {
+		return s.formatPrice(notional / qty)
+	}
+	v := decimal.NewFromInt(notional).Mul(s.tick).DivRound(decimal.NewFromInt(qty), s.scale+4).StringFixed(s.scale + 4)
+	return strings.TrimRight(strings.TrimRight(v, "0"), ".")
 }
