@@ -149,7 +149,7 @@ func setupBank(t *testing.T, url string) {
 
 // burst sends transfers from several goroutines until stop is closed or the
 // server goes away. It returns acknowledged (201) transfers and all attempted ones.
-func burst(url string, stop chan struct{}, acked *atomic.Int64) (ack, tried map[string]xfer) {
+func burst(url, prefix string, stop chan struct{}, acked *atomic.Int64) (ack, tried map[string]xfer) {
 	var mu sync.Mutex
 	ack, tried = map[string]xfer{}, map[string]xfer{}
 	var wg sync.WaitGroup
@@ -157,7 +157,11 @@ func burst(url string, stop chan struct{}, acked *atomic.Int64) (ack, tried map[
 		wg.Add(1)
 		go func(g int) {
 			defer wg.Done()
-			rng := rand.New(rand.NewSource(int64(g)))
+			seed := int64(g)
+			for _, c := range prefix {
+				seed = seed*31 + int64(c)
+			}
+			rng := rand.New(rand.NewSource(seed))
 			for i := 0; ; i++ {
 				select {
 				case <-stop:
@@ -169,7 +173,7 @@ func burst(url string, stop chan struct{}, acked *atomic.Int64) (ack, tried map[
 					if b >= a {
 						b++
 					}
-					return xfer{ID: fmt.Sprintf("x-%d-%d-%d", g, i, j), Debit: fmt.Sprintf("c%02d", a), Credit: fmt.Sprintf("c%02d", b), Amount: int64(rng.Intn(100) + 1), Ccy: "EUR"}
+					return xfer{ID: fmt.Sprintf("%s-%d-%d-%d", prefix, g, i, j), Debit: fmt.Sprintf("c%02d", a), Credit: fmt.Sprintf("c%02d", b), Amount: int64(rng.Intn(100) + 1), Ccy: "EUR"}
 				}
 				if g%2 == 0 { // single transfers with Idempotency-Key
 					x := mk(0)
@@ -277,7 +281,7 @@ func TestCrashRecoveryKill9(t *testing.T) {
 	var acked atomic.Int64
 	done := make(chan struct{})
 	var ack, tried map[string]xfer
-	go func() { ack, tried = burst(p.url, stop, &acked); close(done) }()
+	go func() { ack, tried = burst(p.url, "x", stop, &acked); close(done) }()
 	deadline := time.Now().Add(120 * time.Second)
 	for acked.Load() < 3000 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
@@ -315,7 +319,7 @@ func TestCrashRecoveryKill9(t *testing.T) {
 	var acked2 atomic.Int64
 	done2 := make(chan struct{})
 	var ack2, tried2 map[string]xfer
-	go func() { ack2, tried2 = burst(p2.url, stop2, &acked2); close(done2) }()
+	go func() { ack2, tried2 = burst(p2.url, "y", stop2, &acked2); close(done2) }()
 	for acked2.Load() < 500 && time.Now().Before(deadline.Add(60*time.Second)) {
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -347,5 +351,43 @@ func TestBadFlags(t *testing.T) {
 		if err == nil || !strings.Contains(string(out), "remit") {
 			t.Fatalf("%v: err %v out %s", args, err, out)
 		}
+	}
+}
+
+// TestCrashSoak repeats kill -9 / restart cycles against one data directory.
+// FINVIRT_SOAK=1 go test -run TestCrashSoak ./cmd/remit/
+func TestCrashSoak(t *testing.T) {
+	if os.Getenv("FINVIRT_SOAK") == "" {
+		t.Skip("set FINVIRT_SOAK=1 for repeated kill -9 cycles")
+	}
+	dir := t.TempDir()
+	p := start(t, dir, "--snapshot-kib", "256")
+	setupBank(t, p.url)
+	ack, tried := map[string]xfer{}, map[string]xfer{}
+	for cycle := 0; cycle < 10; cycle++ {
+		stop := make(chan struct{})
+		var acked atomic.Int64
+		done := make(chan struct{})
+		var a, tr map[string]xfer
+		prefix := fmt.Sprintf("s%d", cycle)
+		go func() { a, tr = burst(p.url, prefix, stop, &acked); close(done) }()
+		deadline := time.Now().Add(60 * time.Second)
+		for acked.Load() < int64(500+cycle*300) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.exited
+		close(stop)
+		<-done
+		for id, x := range tr {
+			if _, seen := tried[id]; !seen {
+				tried[id] = x
+			}
+		}
+		for id, x := range a {
+			ack[id] = x
+		}
+		p = start(t, dir)
+		verify(t, p.url, ack, tried)
 	}
 }
