@@ -13,6 +13,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 )
@@ -85,9 +86,18 @@ var ErrClosed = errors.New("journal: closed")
 // only valid during the call. It also returns the number of bytes
 // truncated.
 func Open(path string, opts Options, replay func(payload []byte) error) (*Journal, int64, error) {
+	_, statErr := os.Stat(path)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, 0, fmt.Errorf("journal %s: %w", path, err)
+	}
+	if os.IsNotExist(statErr) {
+		// A new file's directory entry must be durable too, or a crash
+		// could lose the whole journal along with acknowledged commands.
+		if err := syncDir(filepath.Dir(path)); err != nil {
+			f.Close()
+			return nil, 0, fmt.Errorf("journal %s: sync directory: %w", path, err)
+		}
 	}
 	good, n, err := scan(f, replay)
 	if err != nil {
@@ -122,6 +132,15 @@ func Open(path string, opts Options, replay func(payload []byte) error) (*Journa
 	j.done = sync.NewCond(&j.mu)
 	go j.flusher()
 	return j, cut, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // scan replays intact records and returns the offset just past the last
