@@ -81,3 +81,26 @@ type Extender interface {
 type Replacer interface {
 	Replace(ctx context.Context, old, device string, opts ExtendOpts) error
 }
+
+// LiveSnapshotter is implemented by pools whose snapshots of an attached volume need QEMU's
+// help (dir: the running QEMU must switch to a new overlay). btrfs snapshots are atomic at the
+// filesystem level, so CreateSnapshot is already safe on an attached volume there.
+//
+// The daemon: ls := BeginLiveSnapshot(vol, snap); QMP blockdev-add ls.Overlay.BlockdevNode(node)
+// (it has "backing": null, as blockdev-snapshot requires); QMP blockdev-snapshot
+// {node: <volume's top node>, overlay: node}; then ls.Commit(), or ls.Abort() if QMP failed.
+type LiveSnapshotter interface {
+	BeginLiveSnapshot(ctx context.Context, volume, snapshot string) (*LiveSnapshot, error)
+}
+
+// LiveSnapshot is a snapshot in progress on an attached volume.
+type LiveSnapshot struct {
+	// Overlay describes the new, empty active layer only (one-element chain).
+	Overlay Access
+	// Commit records the snapshot once QEMU writes to the overlay. It fails if the volume
+	// changed since BeginLiveSnapshot (the daemon must serialise operations per volume); it
+	// never deletes the overlay, which QEMU is using by then.
+	Commit func() error
+	// Abort deletes the overlay when QEMU did not take it.
+	Abort func()
+}
