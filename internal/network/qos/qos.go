@@ -1,6 +1,8 @@
 // Package qos limits the bandwidth of a NIC with a token bucket (TBF) qdisc set over
 // netlink on the host side of the NIC: the qdisc shapes what the host sends into the
-// device, that is traffic towards the instance.
+// device, that is traffic towards the instance. Traffic from the instance is not policed:
+// this host kernel has neither act_police nor cls_matchall/cls_basic (probed: "Failed to
+// load TC action module"), so an ingress policer cannot be installed.
 package qos
 
 import (
