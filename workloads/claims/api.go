@@ -104,7 +104,7 @@ func (s *Service) hGet(w http.ResponseWriter, r *http.Request) {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), waitTimeout(ms))
 		defer cancel()
-		cs, _, err := s.Wait(ctx, []string{id}, State(wf))
+		cs, _, err := s.Wait(ctx, []string{id}, State(wf), true)
 		if err != nil {
 			internalErr(w, err)
 		} else if cs[0] == nil {
@@ -227,7 +227,7 @@ func (s *Service) hWait(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), waitTimeout(req.TimeoutMS))
 	defer cancel()
-	cs, pending, err := s.Wait(ctx, req.IDs, req.State)
+	cs, pending, err := s.Wait(ctx, req.IDs, req.State, false)
 	if err != nil {
 		internalErr(w, err)
 		return

@@ -57,7 +57,7 @@ func TestDispatcherRetriesUntilAcked(t *testing.T) {
 	}
 	wctx, wcancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer wcancel()
-	cs, pending, err := e.svc.Wait(wctx, ids, StatePaid)
+	cs, pending, err := e.svc.Wait(wctx, ids, StatePaid, true)
 	if err != nil || len(pending) != 0 {
 		t.Fatalf("claims not paid: pending %v err %v", pending, err)
 	}

@@ -111,12 +111,25 @@ func reached(have, want State) bool {
 	return have == want || (want == StatePaid && have == StateClosed)
 }
 
+// claimBrief is the part of a claim a waiter needs; decoding only it skips
+// allocating the history on every wake-up.
+type claimBrief struct {
+	ID             string `json:"id"`
+	State          State  `json:"state"`
+	ApprovedAmount int64  `json:"approved_amount"`
+	Payouts        []struct {
+		TransferID string `json:"transfer_id"`
+	} `json:"payouts"`
+}
+
 // Wait blocks until every claim in ids reached state want, or ctx ends. It
-// returns the claims (nil for unknown ids) and the ids still not there.
-func (s *Service) Wait(ctx context.Context, ids []string, want State) ([]*Claim, []string, error) {
+// returns the claims (nil for unknown ids; with full=false only id, state,
+// approved amount and payout transfer ids are filled) and the ids still
+// not there.
+func (s *Service) Wait(ctx context.Context, ids []string, want State, full bool) ([]*Claim, []string, error) {
 	ch := make(chan struct{}, 1)
 	pending := append([]string(nil), ids...)
-	got := make(map[string]*Claim, len(ids))
+	got := make(map[string]*claimBrief, len(ids))
 	s.waiters.add(pending, ch)
 	defer s.waiters.remove(ids, ch)
 	for {
@@ -129,7 +142,7 @@ func (s *Service) Wait(ctx context.Context, ids []string, want State) ([]*Claim,
 					got[id] = nil
 					continue // unknown: nothing to wait for
 				}
-				c := new(Claim)
+				c := new(claimBrief)
 				if err := json.Unmarshal(v, c); err != nil {
 					return err
 				}
@@ -156,7 +169,23 @@ func (s *Service) Wait(ctx context.Context, ids []string, want State) ([]*Claim,
 done:
 	out := make([]*Claim, len(ids))
 	for i, id := range ids {
-		out[i] = got[id]
+		b := got[id]
+		if b == nil {
+			continue
+		}
+		if full {
+			c, err := s.Get(id)
+			if err != nil {
+				return nil, nil, err
+			}
+			out[i] = c
+			continue
+		}
+		c := &Claim{ID: b.ID, State: b.State, ApprovedAmount: b.ApprovedAmount}
+		for _, p := range b.Payouts {
+			c.Payouts = append(c.Payouts, Payout{TransferID: p.TransferID})
+		}
+		out[i] = c
 	}
 	return out, pending, nil
 }

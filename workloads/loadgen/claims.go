@@ -179,24 +179,49 @@ type claimPlan struct {
 	id       string
 	claimant int
 	amount   int64
-	ops      []map[string]any
+	ops      []claimOp
+}
+
+// claimOp is one /v1/batch op (typed: encoding maps costs the generator
+// CPU it shares with the servers).
+type claimOp struct {
+	Op       string    `json:"op"`
+	ID       string    `json:"id,omitempty"`
+	Claim    *fnolJSON `json:"claim,omitempty"`
+	To       string    `json:"to,omitempty"`
+	Actor    string    `json:"actor,omitempty"`
+	Reserve  int64     `json:"reserve,omitempty"`
+	Approver string    `json:"approver,omitempty"`
+	Amount   int64     `json:"amount,omitempty"`
+}
+
+type fnolJSON struct {
+	ID       string `json:"id"`
+	PolicyID string `json:"policy_id"`
+	Claimant struct {
+		Name      string `json:"name"`
+		AccountID string `json:"account_id"`
+	} `json:"claimant"`
+	LossDate      string `json:"loss_date"`
+	ClaimedAmount int64  `json:"claimed_amount"`
+	Currency      string `json:"currency"`
 }
 
 func (r *claimsRun) plan(rng *rand.Rand) claimPlan {
 	n := r.seq.Add(1)
 	cp := claimPlan{id: r.cfg.RunID + "-c" + strconv.FormatInt(n, 10), claimant: rng.IntN(len(r.claimants)), amount: r.amount(rng, n)}
-	fnol := map[string]any{"id": cp.id, "policy_id": fmt.Sprintf("%s-pol-%d", r.cfg.RunID, rng.IntN(r.cfg.Policies)),
-		"claimant":  map[string]any{"name": "Claimant " + strconv.Itoa(cp.claimant), "account_id": r.claimants[cp.claimant]},
-		"loss_date": "2026-11-30", "claimed_amount": cp.amount, "currency": r.cfg.Currency}
+	fnol := &fnolJSON{ID: cp.id, PolicyID: fmt.Sprintf("%s-pol-%d", r.cfg.RunID, rng.IntN(r.cfg.Policies)),
+		LossDate: "2026-11-30", ClaimedAmount: cp.amount, Currency: r.cfg.Currency}
+	fnol.Claimant.Name, fnol.Claimant.AccountID = "Claimant "+strconv.Itoa(cp.claimant), r.claimants[cp.claimant]
 	cp.ops = append(cp.ops,
-		map[string]any{"op": "fnol", "claim": fnol, "actor": "fnol-desk"},
-		map[string]any{"op": "transition", "id": cp.id, "to": "triage", "actor": "triage-desk"},
-		map[string]any{"op": "transition", "id": cp.id, "to": "investigation", "actor": "adjuster"},
-		map[string]any{"op": "evaluate", "id": cp.id, "reserve": cp.amount, "actor": "adjuster"})
+		claimOp{Op: "fnol", Claim: fnol, Actor: "fnol-desk"},
+		claimOp{Op: "transition", ID: cp.id, To: "triage", Actor: "triage-desk"},
+		claimOp{Op: "transition", ID: cp.id, To: "investigation", Actor: "adjuster"},
+		claimOp{Op: "evaluate", ID: cp.id, Reserve: cp.amount, Actor: "adjuster"})
 	if r.auto == 0 || cp.amount > r.auto {
-		cp.ops = append(cp.ops, map[string]any{"op": "approve", "id": cp.id, "approver": "approver-a", "amount": cp.amount})
+		cp.ops = append(cp.ops, claimOp{Op: "approve", ID: cp.id, Approver: "approver-a", Amount: cp.amount})
 		if r.auth > 0 && cp.amount > r.auth {
-			cp.ops = append(cp.ops, map[string]any{"op": "approve", "id": cp.id, "approver": "approver-b", "amount": cp.amount})
+			cp.ops = append(cp.ops, claimOp{Op: "approve", ID: cp.id, Approver: "approver-b", Amount: cp.amount})
 			r.fourEyes.Add(1)
 		}
 	} else {
@@ -206,18 +231,18 @@ func (r *claimsRun) plan(rng *rand.Rand) claimPlan {
 }
 
 // single sends one op through the per-claim endpoints.
-func (r *claimsRun) single(ctx context.Context, op map[string]any) error {
-	id, _ := op["id"].(string)
+func (r *claimsRun) single(ctx context.Context, op claimOp) error {
 	var err error
-	switch op["op"] {
+	base := "/v1/claims/" + op.ID
+	switch op.Op {
 	case "fnol":
-		_, err = r.c.Do(ctx, "POST", "/v1/claims", map[string]string{"X-Actor": op["actor"].(string)}, op["claim"], nil)
+		_, err = r.c.Do(ctx, "POST", "/v1/claims", map[string]string{"X-Actor": op.Actor}, op.Claim, nil)
 	case "transition":
-		_, err = r.c.Do(ctx, "POST", "/v1/claims/"+id+"/transition", nil, map[string]any{"to": op["to"], "actor": op["actor"]}, nil)
+		_, err = r.c.Do(ctx, "POST", base+"/transition", nil, map[string]any{"to": op.To, "actor": op.Actor}, nil)
 	case "evaluate":
-		_, err = r.c.Do(ctx, "POST", "/v1/claims/"+id+"/evaluate", nil, map[string]any{"reserve": op["reserve"], "actor": op["actor"]}, nil)
+		_, err = r.c.Do(ctx, "POST", base+"/evaluate", nil, map[string]any{"reserve": op.Reserve, "actor": op.Actor}, nil)
 	case "approve":
-		_, err = r.c.Do(ctx, "POST", "/v1/claims/"+id+"/approve", nil, map[string]any{"approver": op["approver"], "amount": op["amount"]}, nil)
+		_, err = r.c.Do(ctx, "POST", base+"/approve", nil, map[string]any{"approver": op.Approver, "amount": op.Amount}, nil)
 	}
 	return err
 }
@@ -225,7 +250,7 @@ func (r *claimsRun) single(ctx context.Context, op map[string]any) error {
 func (r *claimsRun) op(ctx context.Context, worker int) string {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(worker)))
 	plans := make([]claimPlan, r.cfg.Batch)
-	var ops []map[string]any
+	var ops []claimOp
 	ids := make([]string, len(plans))
 	for i := range plans {
 		plans[i] = r.plan(rng)
