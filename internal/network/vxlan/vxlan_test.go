@@ -52,6 +52,18 @@ func TestTwoHosts(t *testing.T) {
 	if err != nil || info.VXLAN == "" || fmt.Sprint(info.VXLANPeers) != "[172.31.9.2]" || info.MTU != 1450 {
 		t.Errorf("info = %+v, %v; want vxlan port with peer 172.31.9.2, MTU 1450", info, err)
 	}
+	// Ensure with the same settings keeps the device (no flap of a live segment).
+	vxName := network.VXLANName("fv", 4242)
+	idx := strings.Fields(a.NS.MustExec(t, "ip", "-o", "link", "show", vxName))[0]
+	if _, err := a.M.EnsureNetwork(ctx, mk("172.31.9.1", "172.31.9.2", ua, "10.60.0.1")); err != nil {
+		t.Fatal(err)
+	}
+	if again := strings.Fields(a.NS.MustExec(t, "ip", "-o", "link", "show", vxName))[0]; again != idx {
+		t.Errorf("Ensure recreated %s (index %s -> %s)", vxName, idx, again)
+	}
+	if fdb := a.NS.MustExec(t, "bridge", "fdb", "show", "dev", vxName); strings.Count(fdb, "dst 172.31.9.2") != 1 {
+		t.Errorf("peer FDB entries after two Ensures:\n%s", fdb)
+	}
 	epA, _ := a.Plug(t, na, "va", "10.60.0.10")
 	epB, _ := b.Plug(t, nb, "vb", "10.60.0.20")
 	epB.NS.Listen(t, "7000")
