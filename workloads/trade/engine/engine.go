@@ -150,6 +150,17 @@ func (e *Engine) WaitDurable(lsn uint64) error {
 // Stats returns the engine's counters.
 func (e *Engine) Stats() *Stats { return &e.stats }
 
+// Counts returns the number of order records kept (open and terminal) and
+// of orders resting in the books.
+func (e *Engine) Counts() (records, resting int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, b := range e.books {
+		resting += b.Len()
+	}
+	return len(e.orders), resting
+}
+
 // Symbols returns the configured symbol names, sorted.
 func (e *Engine) Symbols() []string { return e.names }
 

@@ -55,6 +55,10 @@ func (s *Server) metrics() {
 	counter("trade_trades_total", "Fills between a maker and a taker.", st.Trades.Load)
 	counter("trade_volume_total", "Quantity traded.", st.Volume.Load)
 	counter("trade_commands_replayed_total", "Commands replayed from the journal at start.", st.Replayed.Load)
+	s.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "trade_order_records", Help: "Order records kept in memory (open and terminal)."},
+		func() float64 { n, _ := s.e.Counts(); return float64(n) }))
+	s.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "trade_resting_orders", Help: "Orders resting in the books."},
+		func() float64 { _, n := s.e.Counts(); return float64(n) }))
 	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "trade_http_request_seconds",
 		Help: "HTTP request latency by route, including journal durability wait.", Buckets: prometheus.ExponentialBuckets(20e-6, 2, 16)},
 		[]string{"route", "code"})

@@ -158,7 +158,7 @@ func TestHealthAndMetrics(t *testing.T) {
 	resp, _ = http.Get(ts.URL + "/metrics")
 	b, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !bytes.Contains(b, []byte("trade_commands_accepted_total 1")) || !bytes.Contains(b, []byte("trade_http_request_seconds_bucket")) {
+	if !bytes.Contains(b, []byte("trade_commands_accepted_total 1")) || !bytes.Contains(b, []byte("trade_http_request_seconds_bucket")) || !bytes.Contains(b, []byte("trade_resting_orders 1")) {
 		t.Fatalf("metrics missing counters:\n%s", b)
 	}
 }
