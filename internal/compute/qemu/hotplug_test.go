@@ -27,6 +27,27 @@ func qemuImg(t *testing.T, args ...string) {
 	}
 }
 
+// createLUKS makes a LUKS-encrypted qcow2. qemu-img times its PBKDF iterations with thread
+// CPU time and can fail with "Unable to get accurate CPU usage" on a loaded host: retry.
+func createLUKS(t *testing.T, path, key string) {
+	t.Helper()
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		t.Skip("qemu-img not installed (apt-get install qemu-utils)")
+	}
+	var out []byte
+	var err error
+	for i := 0; i < 5; i++ {
+		out, err = exec.Command("qemu-img", "create", "-q", "--object", "secret,id=s0,data="+key, "-f", "qcow2",
+			"-o", "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=50", path, "32M").CombinedOutput()
+		if err == nil {
+			return
+		}
+		os.Remove(path)
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("qemu-img create LUKS: %v\n%s", err, out)
+}
+
 // peripherals lists the ids of user-created devices (qom-list /machine/peripheral).
 func peripherals(t *testing.T, d *Driver, name string) []string {
 	t.Helper()
@@ -86,8 +107,7 @@ func TestHotplugFull(t *testing.T) {
 
 	// LUKS: the key goes through a QMP secret; a wrong key fails and leaves no node behind.
 	enc := dir + "/enc.qcow2"
-	qemuImg(t, "create", "-q", "--object", "secret,id=s0,data=correct-horse", "-f", "qcow2",
-		"-o", "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=50", enc, "32M")
+	createLUKS(t, enc, "correct-horse")
 	bad := compute.DiskSpec{ID: "enc", Path: enc, Format: compute.FormatQcow2, Secret: &compute.Secret{ID: "k1", Key: []byte("wrong")}}
 	if err := d.AttachDisk(ctx, "hp", bad); err == nil || !strings.Contains(err.Error(), "enc") {
 		t.Fatalf("wrong LUKS key accepted: %v", err)
@@ -155,8 +175,7 @@ func TestLUKSDiskAtBoot(t *testing.T) {
 	d := newDriver(t, dir)
 	enc := dir + "/enc.qcow2"
 	key := fmt.Sprintf("key-%d", rand.Int63())
-	qemuImg(t, "create", "-q", "--object", "secret,id=s0,data="+key, "-f", "qcow2",
-		"-o", "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=50", enc, "32M")
+	createLUKS(t, enc, key)
 	spec := applianceSpec(t, "luks", "")
 	spec.Disks = []compute.DiskSpec{{ID: "enc", Path: enc, Format: compute.FormatQcow2, Serial: "ENC1", Secret: &compute.Secret{ID: "k", Key: []byte(key)}}}
 	info := bootAppliance(t, d, spec)
