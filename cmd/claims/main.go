@@ -11,6 +11,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	_ "net/http/pprof" // only served with --pprof
 	"os"
 	"os/signal"
 	"syscall"
@@ -35,6 +36,7 @@ func run(args []string) error {
 	auto := fs.Int64("auto-approve-limit", 100000, "claims up to this amount (minor units) on active policies without fraud flags are approved on evaluation; 0 disables")
 	authority := fs.Int64("authority-limit", 1000000, "approvals above this amount need two different approvers; 0 disables four-eyes")
 	dispatchBatch := fs.Int("dispatch-batch", 1000, "max payouts per remit batch request")
+	pprofAddr := fs.String("pprof", "", "serve Go profiling (net/http/pprof) on this address, e.g. 127.0.0.1:6063; off by default")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -62,6 +64,14 @@ func run(args []string) error {
 	done := make(chan struct{})
 	go func() { d.Run(dctx); close(done) }()
 
+	if *pprofAddr != "" {
+		pl, err := net.Listen("tcp", *pprofAddr)
+		if err != nil {
+			dcancel()
+			return fmt.Errorf("--pprof %s: %w", *pprofAddr, err)
+		}
+		go func() { _ = http.Serve(pl, http.DefaultServeMux) }() // pprof registers on the default mux
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		dcancel()

@@ -129,27 +129,26 @@ type claimBrief struct {
 func (s *Service) Wait(ctx context.Context, ids []string, want State, full bool) ([]*Claim, []string, error) {
 	ch := make(chan struct{}, 1)
 	pending := append([]string(nil), ids...)
-	got := make(map[string]*claimBrief, len(ids))
 	s.waiters.add(pending, ch)
 	defer s.waiters.remove(ids, ch)
+	known := make(map[string]bool, len(ids))
 	for {
 		var still []string
+		// The state index answers "is it there yet?" without decoding
+		// the claim; claims are decoded once, at the end.
 		err := s.store.db.View(func(tx *bolt.Tx) error {
-			b := tx.Bucket(bClaims)
+			b, idx := tx.Bucket(bClaims), tx.Bucket(bIdx)
 			for _, id := range pending {
-				v := b.Get([]byte(id))
-				if v == nil {
-					got[id] = nil
-					continue // unknown: nothing to wait for
+				if !known[id] {
+					if b.Get([]byte(id)) == nil {
+						continue // unknown: nothing to wait for
+					}
+					known[id] = true
 				}
-				c := new(claimBrief)
-				if err := json.Unmarshal(v, c); err != nil {
-					return err
+				if idx.Get(idxKey(want, id)) != nil || (want == StatePaid && idx.Get(idxKey(StateClosed, id)) != nil) {
+					continue
 				}
-				got[id] = c
-				if !reached(c.State, want) {
-					still = append(still, id)
-				}
+				still = append(still, id)
 			}
 			return nil
 		})
@@ -168,26 +167,34 @@ func (s *Service) Wait(ctx context.Context, ids []string, want State, full bool)
 	}
 done:
 	out := make([]*Claim, len(ids))
-	for i, id := range ids {
-		b := got[id]
-		if b == nil {
-			continue
-		}
-		if full {
-			c, err := s.Get(id)
-			if err != nil {
-				return nil, nil, err
+	err := s.store.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bClaims)
+		for i, id := range ids {
+			v := b.Get([]byte(id))
+			if v == nil {
+				continue
+			}
+			if full {
+				c := new(Claim)
+				if err := json.Unmarshal(v, c); err != nil {
+					return err
+				}
+				out[i] = c
+				continue
+			}
+			var br claimBrief
+			if err := json.Unmarshal(v, &br); err != nil {
+				return err
+			}
+			c := &Claim{ID: br.ID, State: br.State, ApprovedAmount: br.ApprovedAmount}
+			for _, p := range br.Payouts {
+				c.Payouts = append(c.Payouts, Payout{TransferID: p.TransferID})
 			}
 			out[i] = c
-			continue
 		}
-		c := &Claim{ID: b.ID, State: b.State, ApprovedAmount: b.ApprovedAmount}
-		for _, p := range b.Payouts {
-			c.Payouts = append(c.Payouts, Payout{TransferID: p.TransferID})
-		}
-		out[i] = c
-	}
-	return out, pending, nil
+		return nil
+	})
+	return out, pending, err
 }
 
 // waiters maps claim ids to channels nudged after a commit touching them.
