@@ -104,3 +104,12 @@ type LiveSnapshot struct {
 	// Abort deletes the overlay when QEMU did not take it.
 	Abort func()
 }
+
+// KeyRotator is implemented by pools that can re-wrap every volume key (volumes, snapshots,
+// clones) under a new master key without touching the encrypted data: the point of the
+// two-level key hierarchy. It is idempotent: after a crash, run it again with the same files.
+// On success the pool uses the new master key (Config().MasterKeyFile); the daemon persists it
+// and may then retire the old key file.
+type KeyRotator interface {
+	RotateMasterKey(ctx context.Context, newMasterKeyFile string) (rewrapped int, err error)
+}

@@ -295,8 +295,12 @@ func (p *Pool) Recover(ctx context.Context) (storage.RecoverReport, error) {
 	for _, v := range vols {
 		snaps, _ := os.ReadDir(filepath.Join(sdir, v.Name()))
 		for _, s := range snaps {
+			path := filepath.Join(sdir, v.Name(), s.Name())
 			if fsutil.IsTemp(s.Name()) || !live[v.Name()] {
-				remove(filepath.Join(sdir, v.Name(), s.Name()))
+				remove(path)
+			} else {
+				// A key rotation interrupted mid-rewrite may have left it writable.
+				setReadOnly(ctx, path, true)
 			}
 		}
 		if !live[v.Name()] {

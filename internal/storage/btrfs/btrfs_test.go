@@ -141,6 +141,9 @@ func TestDegradedRaid1(t *testing.T) {
 	if len(info.Devices) != 2 || info.Degraded || info.Devices[0].Health != "ok" || info.Devices[0].Size != 2<<30 {
 		t.Fatalf("healthy info %+v", info)
 	}
+	// The second member is not in mountinfo (only the first is): it is found through sysfs.
+	err = storage.CheckDevice(ctx, cfg.Devices[1], true)
+	storagetest.WantErr(t, "member of a mounted multi-device btrfs", err, storage.ErrInUse)
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}

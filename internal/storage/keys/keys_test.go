@@ -67,3 +67,24 @@ func TestWrapUnwrap(t *testing.T) {
 		})
 	}
 }
+
+func TestRewrap(t *testing.T) {
+	a, _ := FromBytes(bytes.Repeat([]byte{1}, 32))
+	b, _ := FromBytes(bytes.Repeat([]byte{2}, 32))
+	c, _ := FromBytes(bytes.Repeat([]byte{3}, 32))
+	vk := NewVolumeKey()
+	w, _ := a.Wrap(vk, "v")
+	w2, changed, err := Rewrap(a, b, w, "v")
+	if err != nil || !changed {
+		t.Fatalf("rewrap: %v %v", changed, err)
+	}
+	if got, err := b.Unwrap(w2, "v"); err != nil || !bytes.Equal(got, vk) {
+		t.Fatalf("unwrap with new: %v", err)
+	}
+	if _, changed, err := Rewrap(a, b, w2, "v"); err != nil || changed {
+		t.Fatalf("second rewrap: %v %v", changed, err)
+	}
+	if _, _, err := Rewrap(c, b, w, "v"); !errors.Is(err, ErrWrongMasterKey) {
+		t.Fatalf("rewrap with unrelated keys: %v", err)
+	}
+}

@@ -127,3 +127,52 @@ func testEncrypted(t *testing.T, p storage.Pool) {
 	}
 	WantErr(t, "wrong master key", err, storage.ErrInvalid)
 }
+
+func testKeyRotation(t *testing.T, p storage.Pool) {
+	kr, ok := p.(storage.KeyRotator)
+	if !ok {
+		t.Skipf("%s pools do not rotate master keys", p.Driver())
+	}
+	ctx := Ctx(t)
+	mustCreate(t, p, "k", 64*MiB, storage.VolumeOpts{Encrypted: true})
+	mustCreate(t, p, "plain", 64*MiB, storage.VolumeOpts{})
+	writeMarker(t, p, "k", "0")
+	if _, err := p.CreateSnapshot(ctx, "k", "s"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.CloneVolume(ctx, "k@s", "kc"); err != nil {
+		t.Fatal(err)
+	}
+	MustQemuIO(t, p, "k", "write -P 0x77 0 64k")
+	oldCfg := p.Config()
+	newKey := filepath.Join(t.TempDir(), "rotated.key")
+	n, err := kr.RotateMasterKey(ctx, newKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 2 {
+		t.Fatalf("rotated %d keys, want at least the volume and its clone", n)
+	}
+	if p.Config().MasterKeyFile != newKey {
+		t.Fatalf("pool still uses %s", p.Config().MasterKeyFile)
+	}
+	// Idempotent: a second run finds nothing to do.
+	if n, err := kr.RotateMasterKey(ctx, newKey); err != nil || n != 0 {
+		t.Fatalf("second rotation: %d, %v", n, err)
+	}
+	WantPattern(t, p, "k", "0x77", "0", "64k")
+	wantHidden(t, p, "kc")
+	if err := p.RestoreSnapshot(ctx, "k", "s"); err != nil {
+		t.Fatal(err)
+	}
+	wantHidden(t, p, "k")
+	// The old master key no longer opens anything.
+	d, _ := storage.Load(oldCfg.Driver)
+	old, err := d.Open(ctx, oldCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.Access(ctx, "k"); err == nil || !strings.Contains(err.Error(), "master key") {
+		t.Fatalf("old master key still opens the volume: %v", err)
+	}
+}

@@ -29,6 +29,7 @@ func Run(t *testing.T, newPool func(t *testing.T) storage.Pool) {
 		{"BadInput", testBadInput},
 		{"ExportImportRoundTrip", testExportImport},
 		{"Encrypted", testEncrypted},
+		{"KeyRotation", testKeyRotation},
 		{"CachePolicy", testCache},
 		{"Info", testInfo},
 	}
