@@ -113,7 +113,7 @@ func (s *Service) do(op opFunc) (*Claim, int, *Error, error) {
 	return res[0].claim, res[0].status, res[0].err, nil
 }
 
-// loadOpen fetches a claim for modification and returns a private clone.
+// loadClone fetches a claim for modification and returns a private clone.
 func loadClone(t *txn, id string) (*Claim, *Error, error) {
 	c, err := t.get(id)
 	if err != nil {
