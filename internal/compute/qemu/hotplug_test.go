@@ -139,6 +139,23 @@ func TestHotplugFull(t *testing.T) {
 		t.Fatalf("fifth hot-plug with %d ports: %v, want ErrState", HotplugPorts, err)
 	}
 
+	// Hot-plugged devices are part of the spec: after a restart they are cold-plugged, each on
+	// its own root port (the LUKS key now through the inherited pipe), and still detachable.
+	before, _ := os.ReadFile(info.SerialLog)
+	if err := d.Restart(ctx, "hp", compute.StopOptions{Timeout: 60 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testvm.WaitLog(ctx, info.SerialLog, testvm.Marker, len(before)); err != nil {
+		t.Fatal(err)
+	}
+	p := peripherals(t, d, "hp")
+	for _, want := range []string{"disk-data", "disk-enc", "nic-n1", "nic-n2", "rp-data", "rp-enc", "rp-n1", "rp-n2"} {
+		if !slices.Contains(p, want) {
+			t.Fatalf("after restart %s missing from %v", want, p)
+		}
+	}
+	consoleCommand(t, info, "disks", "=FVDATA1")
+
 	for _, id := range []string{"data", "enc"} {
 		if err := d.DetachDisk(ctx, "hp", id); err != nil {
 			t.Fatal(err)

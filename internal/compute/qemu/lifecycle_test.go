@@ -180,6 +180,23 @@ func TestStopSequence(t *testing.T) {
 	if !strings.Contains(st.Reason, "guest shut down") {
 		t.Fatalf("guest poweroff recorded as %+v", st)
 	}
+
+	// An agent that fails hands over to the ACPI power button.
+	if err := d.Start(ctx, "stops"); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = os.ReadFile(info.SerialLog)
+	if _, err := testvm.WaitLog(ctx, info.SerialLog, testvm.Marker, len(b)); err != nil {
+		t.Fatal(err)
+	}
+	failing := func(ctx context.Context) error { return errors.New("agent not answering") }
+	if err := d.Stop(ctx, "stops", compute.StopOptions{AgentShutdown: failing, Timeout: 60 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = d.State(ctx, "stops")
+	if st.State != compute.StateStopped || !strings.Contains(st.Reason, "ACPI") {
+		t.Fatalf("stop with a failing agent: %+v, want ACPI power button", st)
+	}
 	if _, err := os.Stat(dir + "/stops/qemu.pid"); !os.IsNotExist(err) {
 		t.Fatalf("pidfile left after guest poweroff: %v", err)
 	}
