@@ -17,7 +17,6 @@ import (
 	"github.com/finvirt/finvirt/client"
 	"github.com/finvirt/finvirt/internal/daemon"
 	dt "github.com/finvirt/finvirt/internal/daemon/daemontest"
-	_ "github.com/finvirt/finvirt/internal/daemon/instances"
 	"github.com/finvirt/finvirt/internal/image"
 )
 

@@ -180,11 +180,30 @@ func TestInstanceLifecycle(t *testing.T) {
 	})
 	_ = in
 	t.Run("bad input", func(t *testing.T) { badInput(t, c, sd) })
-	t.Run("image delete", func(t *testing.T) {
+	t.Run("image export, delete, import", func(t *testing.T) {
+		var tarball bytes.Buffer
+		if _, err := c.ExportImage(ctx, "busy", &tarball); err != nil {
+			t.Fatal(err)
+		}
+		_, err := c.ImportImage(ctx, bytes.NewReader(tarball.Bytes()))
+		wantStatus(t, err, 409, "already exists")
 		if err := c.DeleteImage(ctx, "busy"); err != nil {
 			t.Fatal(err)
 		}
 		wantStatus(t, c.DeleteImage(ctx, "busy"), 404, "busy")
+		// A truncated archive is refused and leaves nothing.
+		_, err = c.ImportImage(ctx, bytes.NewReader(tarball.Bytes()[:tarball.Len()/2]))
+		wantStatus(t, err, 400, "import")
+		if ims, _ := c.ListImages(ctx); len(ims) != 0 {
+			t.Fatalf("truncated import left %+v", ims)
+		}
+		back, err := c.ImportImage(ctx, bytes.NewReader(tarball.Bytes()))
+		if err != nil || back.ID != im.ID || back.Name != "busy" {
+			t.Fatalf("import: %+v %v (want id %s)", back, err, im.ID)
+		}
+		if err := c.DeleteImage(ctx, "busy"); err != nil {
+			t.Fatal(err)
+		}
 	})
 }
 

@@ -1,0 +1,147 @@
+package instances_test
+
+import (
+	"context"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/finvirt/finvirt/api"
+	"github.com/finvirt/finvirt/client"
+	"github.com/finvirt/finvirt/internal/daemon"
+	dt "github.com/finvirt/finvirt/internal/daemon/daemontest"
+	"github.com/finvirt/finvirt/internal/daemon/instances"
+)
+
+// TestCrashRestartAndReattach: kill -9 of QEMU is seen as a crash (error + reason, audited);
+// restart=on-failure boots it again; a new daemon on the same state dir re-attaches to the
+// VM that kept running while no daemon was up, and exec works again.
+func TestCrashRestartAndReattach(t *testing.T) {
+	needVM(t)
+	sd := stateDir(t)
+	td := start(t, sd)
+	c := td.Local
+	ctx := ctxT(t, 5*time.Minute)
+	buildImage(t, c, "busy")
+	crashy := launch(t, c, "", api.InstancesPost{Name: "crashy", Image: "busy", Restart: api.RestartOnFailure, Command: "sleep 3600"})
+	plain := launch(t, c, "", api.InstancesPost{Name: "plain", Image: "busy"})
+
+	t.Run("kill -9 is a crash", func(t *testing.T) {
+		if err := syscall.Kill(plain.PID, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		in := waitFor(t, c, "", "plain", 20*time.Second, "error", func(in api.Instance) bool { return in.Status == api.InstanceError })
+		if !strings.Contains(in.StatusReason, "killed") && !strings.Contains(in.StatusReason, "exited") {
+			t.Fatalf("crash reason %q does not say QEMU died", in.StatusReason)
+		}
+		time.Sleep(2*instances.MonitorInterval + time.Second) // two monitor passes: never does not restart
+		if in, _ := c.GetInstance(ctx, "", "plain"); in.Status != api.InstanceError || in.Restarts != 0 {
+			t.Fatalf("restart=never came back: %+v", in)
+		}
+		_, err := c.Exec(ctx, "", "plain", api.InstanceExecPost{Command: []string{"true"}})
+		wantStatus(t, err, 409, "error")
+		if !audited(t, td, "instance.crashed", "instance/default/plain") {
+			t.Fatal("crash not audited")
+		}
+	})
+	t.Run("restart on-failure brings it back", func(t *testing.T) {
+		if err := syscall.Kill(crashy.PID, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		in := waitFor(t, c, "", "crashy", 150*time.Second, "restarted", func(in api.Instance) bool {
+			return in.Status == api.InstanceRunning && in.Restarts == 1 && in.PID != crashy.PID && in.AgentReady
+		})
+		crashy = in
+		if res := execIn(t, c, "", "crashy", "hostname"); strings.TrimSpace(string(res.Stdout)) != "crashy" {
+			t.Fatalf("after restart: %+v", res)
+		}
+		if !audited(t, td, "instance.restarted", "instance/default/crashy") {
+			t.Fatal("restart not audited")
+		}
+	})
+	t.Run("daemon restart re-attaches", func(t *testing.T) {
+		td.Stop()
+		// The VM runs on without a daemon.
+		if err := syscall.Kill(crashy.PID, 0); err != nil {
+			t.Fatalf("QEMU died with the daemon: %v", err)
+		}
+		td2 := dt.Start(t, func(cfg *daemon.Config) { cfg.StateDir = sd })
+		c2 := td2.Local
+		cleanupInstances(t, c2, "default")
+		in, err := c2.GetInstance(ctx, "", "crashy")
+		if err != nil || in.Status != api.InstanceRunning || in.PID != crashy.PID {
+			t.Fatalf("after daemon restart: %+v %v", in, err)
+		}
+		if res := execIn(t, c2, "", "crashy", "cat", "/proc/uptime"); res.ExitCode != 0 {
+			t.Fatalf("exec after re-attach: %+v", res)
+		}
+		if in, _ := c2.GetInstance(ctx, "", "plain"); in.Status != api.InstanceError {
+			t.Fatalf("crashed instance after daemon restart: %+v", in)
+		}
+		state(t, c2, "", "crashy", "stop")
+		if err := c2.DeleteInstance(ctx, "", "crashy", false); err != nil {
+			t.Fatal(err)
+		}
+		if err := c2.DeleteInstance(ctx, "", "plain", false); err != nil {
+			t.Fatal(err)
+		}
+		if pids := qemuPids(sd); len(pids) != 0 {
+			t.Fatalf("QEMUs left: %v", pids)
+		}
+	})
+}
+
+func audited(t *testing.T, td *dt.Daemon, action, target string) bool {
+	recs, err := td.Local.AuditList(context.Background(), "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if r.Action == action && r.Target == target {
+			return true
+		}
+	}
+	return false
+}
+
+// TestQuotaRefusesSecondLaunch: a project limited to one instance refuses the second with
+// 409 in the same transaction that would have created it: no record, no usage, no QEMU.
+func TestQuotaRefusesSecondLaunch(t *testing.T) {
+	needVM(t)
+	sd := stateDir(t)
+	td := start(t, sd)
+	c := td.Local
+	ctx := ctxT(t, 4*time.Minute)
+	cleanupInstances(t, c, "tiny")
+	if _, err := c.CreateProject(ctx, api.ProjectsPost{Name: "tiny", Limits: api.ProjectLimits{Instances: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	buildImage(t, c, "busy")
+	launch(t, c, "tiny", api.InstancesPost{Name: "one", Image: "busy"})
+	_, err := c.CreateInstance(ctx, "tiny", api.InstancesPost{Name: "two", Image: "busy", VCPUs: 1, Memory: 128 << 20})
+	wantStatus(t, err, 409, "tiny")
+	if _, err := c.GetInstance(ctx, "tiny", "two"); client.StatusOf(err) != 404 {
+		t.Fatalf("refused instance exists: %v", err)
+	}
+	p, _ := c.GetProject(ctx, "tiny")
+	if p.Usage.Instances != 1 || p.Usage.Memory != 192<<20 || p.Usage.VCPUs != 1 {
+		t.Fatalf("usage: %+v", p.Usage)
+	}
+	if pids := qemuPids(sd); len(pids) != 1 {
+		t.Fatalf("want exactly one QEMU, have %v", pids)
+	}
+	// Quota also bounds resources: memory over a limit is refused the same way.
+	lim := api.ProjectLimits{Instances: 5, Memory: 256 << 20}
+	if _, err := c.UpdateProject(ctx, "tiny", api.ProjectPatch{Limits: &lim}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.CreateInstance(ctx, "tiny", api.InstancesPost{Name: "two", Image: "busy", VCPUs: 1, Memory: 128 << 20})
+	wantStatus(t, err, 409, "memory")
+	if err := c.DeleteInstance(ctx, "tiny", "one", true); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := c.GetProject(ctx, "tiny"); p.Usage != (api.ProjectUsage{}) {
+		t.Fatalf("usage after delete: %+v", p.Usage)
+	}
+}
