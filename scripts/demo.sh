@@ -50,6 +50,10 @@ FINVIRT_REMOTE="https://$ADDR" FINVIRT_TOKEN="$BOB" FINVIRT_SERVER_CERT="$WORK/s
   fv approval reject "$APPROVAL" --reason "bank is in production"
 fv approval list
 
+if [ -f scripts/demo-networks.sh ]; then
+  . scripts/demo-networks.sh
+fi
+
 if [ -f scripts/demo-instances.sh ]; then
   . scripts/demo-instances.sh
 fi
