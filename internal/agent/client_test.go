@@ -163,6 +163,14 @@ func TestPushPullInProcess(t *testing.T) {
 	if sha256.Sum256(got.Bytes()) != sha256.Sum256(data) {
 		t.Fatal("pulled content differs")
 	}
+	empty := filepath.Join(dir, "empty")
+	if n, err := c.Push(ctx, strings.NewReader(""), empty, 0o600); err != nil || n != 0 {
+		t.Fatalf("empty push: %d %v", n, err)
+	}
+	got.Reset()
+	if n, err := c.Pull(ctx, empty, &got); err != nil || n != 0 || got.Len() != 0 {
+		t.Fatalf("empty pull: %d %v", n, err)
+	}
 	for _, bad := range []struct{ name, path string }{{"relative", "rel/path"}, {"directory", dir}} {
 		t.Run(bad.name, func(t *testing.T) {
 			if _, err := c.Push(ctx, strings.NewReader("x"), bad.path, 0o644); err == nil {

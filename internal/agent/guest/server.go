@@ -127,6 +127,7 @@ func (s *Server) ServeConn(rw io.ReadWriter) error {
 	ss := s.newSession(rw)
 	defer func() { ss.close() }()
 	dec := proto.NewDecoder(rw)
+	nonce := "" // of the current host connection
 	for {
 		f, err := dec.Next()
 		if err != nil {
@@ -139,7 +140,14 @@ func (s *Server) ServeConn(rw io.ReadWriter) error {
 				ss.fail(f.ID, fmt.Errorf("request %d: bad JSON: %v", f.ID, err))
 				continue
 			}
+			if req.Op == proto.OpHello && req.Nonce != "" && req.Nonce == nonce {
+				// The same client repeating its hello (it repeats until answered, and several
+				// queue up while the guest boots): answer again, cheaply, same session.
+				ss.respond(f.ID, proto.Response{Nonce: req.Nonce, Version: proto.Version, AgentVersion: Version})
+				continue
+			}
 			if req.Op == proto.OpHello {
+				nonce = req.Nonce
 				// A new host connection: abandon what the previous host started (its
 				// frames still queued are dropped by the generation check in send).
 				ss.close()

@@ -22,6 +22,7 @@ package proto
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -146,15 +147,23 @@ func (d *Decoder) Next() (Frame, error) {
 }
 
 // resync drops the byte at the current position and everything up to the next magic start.
+// It scans whole buffers (the resync preamble is 32 KiB, and the guest runs this under TCG).
 func (d *Decoder) resync() {
 	d.r.Discard(1)
 	d.skipped++
 	for {
-		b, err := d.r.Peek(1)
-		if err != nil || b[0] == magic0 {
+		if d.r.Buffered() == 0 {
+			if _, err := d.r.Peek(1); err != nil {
+				return
+			}
+		}
+		b, _ := d.r.Peek(d.r.Buffered())
+		if i := bytes.IndexByte(b, magic0); i >= 0 {
+			d.r.Discard(i)
+			d.skipped += int64(i)
 			return
 		}
-		d.r.Discard(1)
-		d.skipped++
+		d.r.Discard(len(b))
+		d.skipped += int64(len(b))
 	}
 }

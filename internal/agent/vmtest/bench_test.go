@@ -21,6 +21,7 @@ import (
 // BenchmarkBootToAgentReady: QEMU start -> agent answers ping (through Dial's hello).
 // BenchmarkBareBoot: the same kernel, initramfs contents and QEMU options with a trivial /init
 // that prints a marker and powers off; time to the marker on the serial console.
+// FINVIRT_BENCH_DEBUG=1 prints each bare boot's console (its marker carries the guest uptime).
 
 var (
 	bareOnce  sync.Once
@@ -120,6 +121,9 @@ func bareBoot(b *testing.B, im *image.Image) time.Duration {
 	}
 	d := time.Since(vm.Started)
 	b.StopTimer()
+	if os.Getenv("FINVIRT_BENCH_DEBUG") != "" {
+		fmt.Println(strings.TrimSpace(vm.Console()))
+	}
 	return d
 }
 
