@@ -118,6 +118,7 @@ type instance struct {
 	// expectExit is set by an operation that ends QEMU itself (stop, kill), so the exit
 	// watcher does not report the exit as a failure.
 	expectExit bool
+	killed     bool   // Kill interrupted the operation in progress
 	shutdown   string // reason of the last SHUTDOWN event
 	cg         *cgroup.Group
 }
@@ -302,7 +303,13 @@ func (d *Driver) State(ctx context.Context, name string) (compute.Status, error)
 	if err != nil {
 		return compute.Status{}, err
 	}
-	in.op.Lock()
+	// While a long operation (a graceful stop can take a minute) holds the instance, report
+	// the state it has set ("stopping", "starting") instead of blocking a monitoring caller.
+	if !in.op.TryLock() {
+		in.mu.Lock()
+		defer in.mu.Unlock()
+		return in.status, nil
+	}
 	defer in.op.Unlock()
 	if err := d.refresh(ctx, in); err != nil {
 		return compute.Status{}, err
@@ -318,7 +325,9 @@ func (d *Driver) Info(ctx context.Context, name string) (compute.Info, error) {
 	if err != nil {
 		return compute.Info{}, err
 	}
-	in.op.Lock()
+	if !in.op.TryLock() {
+		return d.info(ctx, in), nil // busy: the current view, as State does
+	}
 	defer in.op.Unlock()
 	if err := d.refresh(ctx, in); err != nil {
 		return compute.Info{}, err
@@ -335,9 +344,9 @@ func (d *Driver) info(ctx context.Context, in *instance) compute.Info {
 	if in.proc != nil {
 		info.PID = in.proc.pid
 	}
-	c := in.qmp
+	c, balloon := in.qmp, in.spec.Balloon
 	in.mu.Unlock()
-	if c != nil && in.spec.Balloon {
+	if c != nil && balloon {
 		if mib, err := queryBalloon(ctx, c); err == nil {
 			info.BalloonActualMiB = mib
 		}

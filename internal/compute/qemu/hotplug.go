@@ -48,6 +48,20 @@ func (in *instance) idTaken(id string) bool {
 	return false
 }
 
+// setDisks and setNICs change the spec under in.mu: Info may read it without the op lock.
+// Caller holds in.op.
+func (in *instance) setDisks(d []compute.DiskSpec) {
+	in.mu.Lock()
+	in.spec.Disks = d
+	in.mu.Unlock()
+}
+
+func (in *instance) setNICs(n []compute.NICSpec) {
+	in.mu.Lock()
+	in.spec.NICs = n
+	in.mu.Unlock()
+}
+
 // ports reads which spare root port each hot-plugged device uses.
 func (in *instance) ports() map[string]string {
 	m := map[string]string{}
@@ -145,9 +159,9 @@ func (d *Driver) AttachDisk(ctx context.Context, name string, disk compute.DiskS
 		}
 	}
 	old := in.spec.Disks
-	in.spec.Disks = append(append([]compute.DiskSpec(nil), old...), disk)
+	in.setDisks(append(append([]compute.DiskSpec(nil), old...), disk))
 	if err := in.saveSpec(); err != nil {
-		in.spec.Disks = old
+		in.setDisks(old)
 		return err
 	}
 	r.Success()
@@ -214,7 +228,7 @@ func (d *Driver) DetachDisk(ctx context.Context, name, diskID string) error {
 		delete(ports, "disk-"+diskID)
 		in.savePorts(ports)
 	}
-	in.spec.Disks = append(append([]compute.DiskSpec(nil), in.spec.Disks[:idx]...), in.spec.Disks[idx+1:]...)
+	in.setDisks(append(append([]compute.DiskSpec(nil), in.spec.Disks[:idx]...), in.spec.Disks[idx+1:]...))
 	return in.saveSpec()
 }
 
@@ -259,9 +273,9 @@ func (d *Driver) AttachNIC(ctx context.Context, name string, nic compute.NICSpec
 		}
 	}
 	old := in.spec.NICs
-	in.spec.NICs = append(append([]compute.NICSpec(nil), old...), nic)
+	in.setNICs(append(append([]compute.NICSpec(nil), old...), nic))
 	if err := in.saveSpec(); err != nil {
-		in.spec.NICs = old
+		in.setNICs(old)
 		return err
 	}
 	r.Success()
@@ -299,6 +313,6 @@ func (d *Driver) DetachNIC(ctx context.Context, name, nicID string) error {
 		delete(ports, "nic-"+nicID)
 		in.savePorts(ports)
 	}
-	in.spec.NICs = append(append([]compute.NICSpec(nil), in.spec.NICs[:idx]...), in.spec.NICs[idx+1:]...)
+	in.setNICs(append(append([]compute.NICSpec(nil), in.spec.NICs[:idx]...), in.spec.NICs[idx+1:]...))
 	return in.saveSpec()
 }

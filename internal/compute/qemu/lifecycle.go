@@ -67,7 +67,7 @@ func (d *Driver) start(ctx context.Context, in *instance) error {
 	defer r.Fail()
 	l.removeRuntime()
 	in.mu.Lock()
-	in.expectExit, in.shutdown = false, ""
+	in.expectExit, in.killed, in.shutdown = false, false, ""
 	in.setStatus(compute.StateStarting, "")
 	in.mu.Unlock()
 
@@ -197,7 +197,7 @@ func (d *Driver) stop(ctx context.Context, in *instance, opts compute.StopOption
 		timeout = DefaultStopTimeout
 	}
 	in.mu.Lock()
-	in.expectExit = true
+	in.expectExit, in.killed = true, false
 	in.setStatus(compute.StateStopping, "")
 	in.mu.Unlock()
 
@@ -233,19 +233,43 @@ func (d *Driver) stop(ctx context.Context, in *instance, opts compute.StopOption
 	}
 	in.mu.Lock()
 	d.exited(in, p)
+	if in.killed {
+		how = "killed on request during a graceful stop"
+	}
 	in.setStatus(compute.StateStopped, "stopped ("+how+")")
-	in.expectExit = false
+	in.expectExit, in.killed = false, false
 	in.mu.Unlock()
 	return nil
 }
 
-// Kill implements compute.Driver.
+// Kill implements compute.Driver. It does not wait for an operation in progress: killing a
+// guest whose graceful stop hangs is what Kill is for. The interrupted operation sees QEMU exit
+// and records the outcome.
 func (d *Driver) Kill(ctx context.Context, name string) error {
-	in, unlock, err := d.lockedInstance(ctx, name)
+	in, err := d.get(name)
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	if !in.op.TryLock() {
+		in.mu.Lock()
+		in.expectExit, in.killed = true, true
+		p := in.proc
+		in.mu.Unlock()
+		if p == nil {
+			return nil
+		}
+		if err := p.kill(); err != nil {
+			return err
+		}
+		if !p.wait(30 * time.Second) {
+			return fmt.Errorf("instance %q: QEMU pid %d survived SIGKILL for 30 s", name, p.pid)
+		}
+		return nil
+	}
+	defer in.op.Unlock()
+	if err := d.refresh(ctx, in); err != nil {
+		return err
+	}
 	_, p, _ := in.snapshot()
 	if p == nil {
 		return nil

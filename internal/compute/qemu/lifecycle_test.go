@@ -228,3 +228,38 @@ func TestKilledQEMUIsError(t *testing.T) {
 	}
 	noQEMUUnder(t, dir)
 }
+
+// TestKillDuringStop: a guest that ignores the power button keeps Stop waiting; State answers
+// "stopping" meanwhile, and Kill ends it at once.
+func TestKillDuringStop(t *testing.T) {
+	dir := stateDir(t)
+	d := newDriver(t, dir)
+	bootAppliance(t, d, applianceSpec(t, "stubborn", ""))
+	ctx := ctxT(t, 3*time.Minute)
+	done := make(chan error, 1)
+	// AgentShutdown that claims success but does nothing: Stop then waits out its timeout.
+	noop := func(ctx context.Context) error { return nil }
+	go func() {
+		done <- d.Stop(ctx, "stubborn", compute.StopOptions{AgentShutdown: noop, Timeout: 2 * time.Minute})
+	}()
+	waitState(t, d, "stubborn", compute.StateStopping)
+	t0 := time.Now()
+	if err := d.Kill(ctx, "stubborn"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("interrupted Stop: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("Stop still waiting after Kill")
+	}
+	if time.Since(t0) > 60*time.Second {
+		t.Fatalf("Kill took %v", time.Since(t0))
+	}
+	if st, _ := d.State(ctx, "stubborn"); st.State != compute.StateStopped || !strings.Contains(st.Reason, "killed") {
+		t.Fatalf("after kill during stop: %+v", st)
+	}
+	noQEMUUnder(t, dir)
+}
