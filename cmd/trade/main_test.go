@@ -140,7 +140,7 @@ func replayHash(t *testing.T, data string) (string, uint64) {
 
 // load sends orders from several workers until stop is closed, recording
 // every acknowledged (201) order id.
-func load(p *proc, workers int, stop chan struct{}, acked *sync.Map, n *atomic.Int64) *sync.WaitGroup {
+func load(p *proc, prefix string, workers int, stop chan struct{}, acked *sync.Map, n *atomic.Int64) *sync.WaitGroup {
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
@@ -154,8 +154,8 @@ func load(p *proc, workers int, stop chan struct{}, acked *sync.Map, n *atomic.I
 				}
 				side := []string{"buy", "sell"}[(i+w)%2]
 				tif := []string{"gtc", "gtc", "ioc", "fok"}[i%4]
-				body := fmt.Sprintf(`{"client_order_id":"w%d-%d","account":"acct-%d","symbol":"AAPL","side":"%s","type":"limit","time_in_force":"%s","price":"%d.%02d","quantity":%d}`,
-					w, i, w, side, tif, 100+i%3, (i*7)%100, 1+i%50)
+				body := fmt.Sprintf(`{"client_order_id":"%sw%d-%d","account":"acct-%d","symbol":"AAPL","side":"%s","type":"limit","time_in_force":"%s","price":"%d.%02d","quantity":%d}`,
+					prefix, w, i, w, side, tif, 100+i%3, (i*7)%100, 1+i%50)
 				var o orderResp
 				code, err := p.do("POST", "/v1/orders", body, &o)
 				if err != nil {
@@ -185,7 +185,7 @@ func TestCrashRecoveryKill9(t *testing.T) {
 	stop := make(chan struct{})
 	var acked sync.Map
 	var n atomic.Int64
-	wg := load(p, 4, stop, &acked, &n)
+	wg := load(p, "", 4, stop, &acked, &n)
 	deadline := time.Now().Add(60 * time.Second)
 	for n.Load() < 400 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
@@ -288,5 +288,47 @@ func TestBadFlagsFailPrecisely(t *testing.T) {
 		if err == nil || !strings.Contains(string(out), c.want) {
 			t.Errorf("%v: err=%v output %q, want failure naming %q", c.args, err, out, c.want)
 		}
+	}
+}
+
+// TestCrashLoopSoak repeats kill -9 / torn tail / recover cycles on one data
+// directory (FINVIRT_SOAK=1).
+func TestCrashLoopSoak(t *testing.T) {
+	if os.Getenv("FINVIRT_SOAK") == "" {
+		t.Skip("soak: set FINVIRT_SOAK=1")
+	}
+	data := t.TempDir()
+	for cycle := 0; cycle < 10; cycle++ {
+		p := start(t, data)
+		stop := make(chan struct{})
+		var acked sync.Map
+		var n atomic.Int64
+		wg := load(p, fmt.Sprintf("c%d-", cycle), 4, stop, &acked, &n)
+		deadline := time.Now().Add(60 * time.Second)
+		for n.Load() < 1000 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		p.cmd.Wait()
+		close(stop)
+		wg.Wait()
+		want, _ := replayHash(t, data)
+		p2 := start(t, data)
+		var h hashResp
+		if _, err := p2.do("GET", "/v1/debug/hash", "", &h); err != nil || h.Hash != want {
+			t.Fatalf("cycle %d: recovered hash %s, replay %s (%v)", cycle, h.Hash, want, err)
+		}
+		lost := 0
+		acked.Range(func(k, _ any) bool {
+			if code, _ := p2.do("GET", "/v1/orders/"+k.(string), "", nil); code != 200 {
+				lost++
+			}
+			return true
+		})
+		if lost > 0 {
+			t.Fatalf("cycle %d: %d acknowledged orders lost", cycle, lost)
+		}
+		p2.cmd.Process.Signal(syscall.SIGKILL)
+		p2.cmd.Wait()
 	}
 }

@@ -3,6 +3,7 @@ package book
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"reflect"
 	"testing"
 )
@@ -439,5 +440,16 @@ func TestNoAllocsInSteadyState(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("%.2f allocations per place+replace+cancel, want 0", allocs)
+	}
+}
+
+// TestPropertySoak runs the reference-model comparison much longer
+// (FINVIRT_SOAK=1).
+func TestPropertySoak(t *testing.T) {
+	if os.Getenv("FINVIRT_SOAK") == "" {
+		t.Skip("soak: set FINVIRT_SOAK=1")
+	}
+	for seed := uint64(100); seed < 300; seed++ {
+		runProperty(t, SelfTradePolicy(seed%2), seed, 20000)
 	}
 }
