@@ -1,8 +1,10 @@
 package vmtest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -185,6 +187,70 @@ func BenchmarkBuildAppliance(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			dir := b.TempDir()
 			if _, err := image.CachedVmlinux(dir, k.Vmlinuz); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// bootForBench boots one appliance for the channel benchmarks.
+func bootForBench(b *testing.B) (*VM, *agent.Client) {
+	setup(b)
+	dir, err := os.MkdirTemp("", "finvirt-bench-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(dir) })
+	vm, err := Start(VMOptions{Kernel: appliance.VmlinuxPath(), Initrd: appliance.InitrdPath(), Agent: true}, dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(vm.Kill)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	c, err := agent.Dial(ctx, vm.AgentSock)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return vm, c
+}
+
+// BenchmarkChannel measures the agent channel inside a TCG guest: a ping round trip, an exec
+// of /bin/true (fork+exec in the guest), and push/pull throughput of 8 MiB to /tmp.
+func BenchmarkChannel(b *testing.B) {
+	_, c := bootForBench(b)
+	ctx := context.Background()
+	b.Run("ping", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if _, err := c.Ping(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("exec-true", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if code, err := c.Exec(ctx, agent.ExecRequest{Argv: []string{"/bin/true"}}); err != nil || code != 0 {
+				b.Fatal(code, err)
+			}
+		}
+	})
+	data := make([]byte, 8<<20)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	b.Run("push-8MiB", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for i := 0; i < b.N; i++ {
+			if _, err := c.Push(ctx, bytes.NewReader(data), "/tmp/bench.bin", 0o644); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("pull-8MiB", func(b *testing.B) {
+		b.SetBytes(int64(len(data)))
+		for i := 0; i < b.N; i++ {
+			if _, err := c.Pull(ctx, "/tmp/bench.bin", io.Discard); err != nil {
 				b.Fatal(err)
 			}
 		}
