@@ -118,7 +118,7 @@ func TestFIXReconnectKeepsOrders(t *testing.T) {
 	time.Sleep(6 * time.Second)
 	c2.send(t, "F", tagClOrdID, "keep-c", tagOrigClOrdID, "keep", tagSymbol, "AAPL", tagSide, "1")
 	expect(t, "canceled after reconnect", c2.next(t), tagExecType, "4", tagOrdStatus, "4", tagClOrdID, "keep-c", tagOrigClOrdID, "keep")
-	if n := g.Stats().Logons.Load(); n != 2 {
-		t.Fatalf("%d logons, want 2", n)
+	if n := g.Stats().Logons.Load(); n < 2 {
+		t.Fatalf("%d logons, want at least 2", n)
 	}
 }
