@@ -25,6 +25,7 @@ const (
 	MinCPUWeight   = 2
 	MaxCPUWeight   = 262144
 	maxSerialBytes = 20 // virtio-blk serial field size
+	maxCPUSetRange = 8192
 )
 
 var (
@@ -215,6 +216,9 @@ func ParseCPUSet(s string, hostCPUs int) ([]int, error) {
 			if b, err = strconv.Atoi(hi); err != nil || b < a {
 				return nil, fmt.Errorf("%q is not a CPU range like 0-3", part)
 			}
+		}
+		if b-a >= maxCPUSetRange {
+			return nil, fmt.Errorf("%q spans more than %d CPUs", part, maxCPUSetRange)
 		}
 		for c := a; c <= b; c++ {
 			if hostCPUs > 0 && c >= hostCPUs {

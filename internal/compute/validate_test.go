@@ -133,3 +133,30 @@ func TestRegistry(t *testing.T) {
 	}()
 	Register("test-nop", nil)
 }
+
+// FuzzParseCPUSet: the parser never panics, and what it accepts is a set of distinct CPUs,
+// each below the host count.
+func FuzzParseCPUSet(f *testing.F) {
+	for _, s := range []string{"0", "0-1", "0,2-3", "1-0", "", "-", "0--1", "99999999999999999999"} {
+		f.Add(s, 4)
+	}
+	f.Fuzz(func(t *testing.T, s string, host int) {
+		if host > 1<<12 {
+			host = 1 << 12 // bound the expansion of ranges
+		}
+		if host <= 0 {
+			host = 1
+		}
+		cpus, err := ParseCPUSet(s, host)
+		if err != nil {
+			return
+		}
+		seen := map[int]bool{}
+		for _, c := range cpus {
+			if c < 0 || c >= host || seen[c] {
+				t.Fatalf("ParseCPUSet(%q, %d) = %v", s, host, cpus)
+			}
+			seen[c] = true
+		}
+	})
+}
