@@ -132,7 +132,7 @@ func TestClaimsScenario(t *testing.T) {
 			"--claimants", "7", "--run-id", fmt.Sprintf("r%d", i)}, mode...)
 		code, rep, stderr := runJSON(t, args...)
 		c := checks(rep)
-		if code != 0 || !c["payout_transfers"] || !c["exactly_once"] || !c["approved_claims_paid"] {
+		if code != 0 || !c["payout_transfers"] || !c["exactly_once"] || !c["approved_claims_paid"] || !c["remit_invariants"] {
 			t.Fatalf("%v: claims run failed (code %d): %+v\n%s", mode, code, rep.Checks, stderr)
 		}
 		if rep.Figures["claims_paid"] == 0 || rep.Figures["claims_four_eyes"] == 0 || rep.Extra["payout"].Count == 0 {

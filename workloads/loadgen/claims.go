@@ -368,6 +368,11 @@ func (r *claimsRun) verify(ctx context.Context, rep *Report, paid []paidClaim) {
 		}
 		return nil
 	})
+	var inv struct {
+		OK bool `json:"ok"`
+	}
+	_, ierr := r.remit.Do(ctx, "GET", "/v1/invariants", nil, nil, &inv)
+	rep.AddCheck("remit_invariants", ierr == nil && inv.OK, "remit GET /v1/invariants after the payouts: ok=%v %s", inv.OK, errOrNil(ierr))
 	rep.AddCheck("exactly_once", err == nil && len(mism) == 0, "claimant credits equal the sum of their paid claims (%d accounts): %s %v", len(r.claimants), summarize(mism), errOrNil(err))
 }
 
