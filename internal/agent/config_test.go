@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -76,4 +77,31 @@ func TestLoadConfig(t *testing.T) {
 	if c, err := LoadConfig(p); err != nil || c.Hostname != "ok-1" {
 		t.Fatalf("%+v %v", c, err)
 	}
+}
+
+// FuzzLoadConfig: any file content must yield a config or an error, never a panic, and an
+// accepted config must survive a JSON round trip and validate again.
+func FuzzLoadConfig(f *testing.F) {
+	f.Add([]byte(`{"hostname":"a","nics":[{"mac":"52:54:00:00:00:01","address":"10.0.0.2/24","gateway":"10.0.0.1"}]}`))
+	f.Add([]byte(`{"volumes":[{"serial":"d","mountpoint":"/d"}],"workloads":[{"name":"w","command":"/bin/w","restart":"always"}]}`))
+	f.Add([]byte(`{"nics":[{"mac":"zz"}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p := filepath.Join(t.TempDir(), "c.json")
+		os.WriteFile(p, data, 0o644)
+		c, err := LoadConfig(p)
+		if err != nil {
+			return
+		}
+		b, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c2 Config
+		if err := json.Unmarshal(b, &c2); err != nil {
+			t.Fatal(err)
+		}
+		if err := c2.Validate(); err != nil {
+			t.Fatalf("accepted config fails validation after a round trip: %v", err)
+		}
+	})
 }
