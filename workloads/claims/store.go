@@ -40,7 +40,7 @@ func OpenStore(dir string) (*Store, error) {
 		return nil, fmt.Errorf("open claims store in %s: %w (is another claims process using it?)", dir, err)
 	}
 	// Group commit: concurrent single-claim requests share one fsync.
-	db.MaxBatchDelay = 3 * time.Millisecond
+	db.MaxBatchDelay = 1 * time.Millisecond
 	db.MaxBatchSize = 2000
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bClaims, bPolicies, bOutbox, bIdx, bCounters} {
