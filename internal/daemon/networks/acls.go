@@ -260,4 +260,3 @@ func (s *subsystem) handleRuleDelete(d *daemon.Daemon, w http.ResponseWriter, r 
 
 // groupsOf are the ACLs a NIC on network n gets.
 func groupsOf(n networkRecord) []string { return append([]string{}, n.ACLs...) }
-
