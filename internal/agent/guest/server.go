@@ -297,11 +297,31 @@ func (ss *session) readInput(ctx context.Context, id uint32, o *op) ([]byte, err
 	}
 }
 
+// coalesce is how long sendStream waits to fill a frame after a short read. Programs write
+// pipes in small chunks (busybox cat: 4 KiB); one frame per chunk costs a port write and a VM
+// exit each, which under TCG is most of the channel's cost. A couple of milliseconds is
+// invisible interactively and makes bulk output use full frames.
+const coalesce = 2 * time.Millisecond
+
 // sendStream copies r to the host as data frames on ch.
-func (ss *session) sendStream(id uint32, ch uint8, r io.Reader) error {
+func (ss *session) sendStream(id uint32, ch uint8, r *os.File) error {
 	buf := make([]byte, proto.MaxPayload)
 	for {
 		n, err := r.Read(buf)
+		if err == nil && n > 0 && n < len(buf) {
+			// Short read: gather more until the frame is full or the output pauses.
+			if r.SetReadDeadline(time.Now().Add(coalesce)) == nil {
+				for n < len(buf) && err == nil {
+					var k int
+					k, err = r.Read(buf[n:])
+					n += k
+				}
+				r.SetReadDeadline(time.Time{})
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					err = nil
+				}
+			}
+		}
 		if n > 0 {
 			if serr := ss.send(proto.Frame{Type: proto.TypeData, Chan: ch, ID: id, Payload: buf[:n]}); serr != nil {
 				return serr
