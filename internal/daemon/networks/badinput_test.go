@@ -102,7 +102,10 @@ func TestBadInput(t *testing.T) {
 		msg  string
 	}{
 		{"acl bad name", func() error { _, err := c.CreateNetworkACL(ctx, "bank", api.NetworkACLsPost{Name: "A B"}); return err }(), 400, "network ACL"},
-		{"acl taken", func() error { _, err := c.CreateNetworkACL(ctx, "insurance", api.NetworkACLsPost{Name: "pay-api"}); return err }(), 409, "in project bank"},
+		{"acl taken", func() error {
+			_, err := c.CreateNetworkACL(ctx, "insurance", api.NetworkACLsPost{Name: "pay-api"})
+			return err
+		}(), 409, "in project bank"},
 		{"rule index out of range", func() error { _, err := c.DeleteNetworkACLRule(ctx, "bank", "pay-api", "3"); return err }(), 404, "out of range"},
 		{"rule unknown id", func() error { _, err := c.DeleteNetworkACLRule(ctx, "bank", "pay-api", "nope"); return err }(), 404, `no rule "nope"`},
 		{"rule on unknown acl", func() error {

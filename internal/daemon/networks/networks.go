@@ -120,6 +120,8 @@ type subsystem struct {
 	leases *leaseStore
 	// startErr is why the start reconcile failed; changes are refused until a restart.
 	startErr error
+	once     sync.Once
+	initErr  error
 }
 
 // networkRecord is what the store keeps of a network.
@@ -148,6 +150,22 @@ func (s *subsystem) Name() string { return "networks" }
 // reconciles the kernel with the stored objects: missing bridges, tables and DHCP servers
 // come back, strays carrying the prefix go, nothing is duplicated.
 func (s *subsystem) Start(ctx context.Context) error {
+	s.once.Do(func() { s.initErr = s.init(ctx) })
+	return s.initErr
+}
+
+// started runs Start's work if it has not run yet: subsystems start in registration order,
+// and one that starts before this one (instances re-attaching VMs) may already call
+// AttachInstanceNIC.
+func (s *subsystem) started() error {
+	s.once.Do(func() { s.initErr = s.init(context.Background()) })
+	if s.initErr != nil {
+		return s.initErr
+	}
+	return s.ready()
+}
+
+func (s *subsystem) init(ctx context.Context) error {
 	s.prefix = s.d.Config().NetworkPrefix
 	if s.prefix == "" {
 		s.prefix = DefaultPrefix
@@ -356,7 +374,9 @@ func netErr(err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, network.ErrInvalid):
-		return daemon.BadRequest("%v", err)
+		// The library's messages start with the sentinel's "invalid: "; the 400 says it.
+		msg := strings.Replace(err.Error(), network.ErrInvalid.Error()+": ", "", 1)
+		return daemon.BadRequest("%s", msg)
 	case errors.Is(err, network.ErrInUse):
 		return daemon.Conflict("%v", err)
 	}

@@ -33,6 +33,9 @@ func DetachInstanceNIC(ctx context.Context, d *daemon.Daemon, project, nicID str
 	if err != nil {
 		return err
 	}
+	if err := s.started(); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	nics, err := s.nics(ctx, "")
@@ -64,7 +67,7 @@ func AttachNIC(ctx context.Context, d *daemon.Daemon, project string, nic networ
 	if err != nil {
 		return network.ResolvedNIC{}, err
 	}
-	if err := s.ready(); err != nil {
+	if err := s.started(); err != nil {
 		return network.ResolvedNIC{}, err
 	}
 	s.mu.Lock()
