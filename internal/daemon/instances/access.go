@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path"
@@ -61,7 +62,7 @@ func (s *Subsystem) agentFor(ctx context.Context, id string) (*agent.Client, err
 	if err != nil {
 		return nil, err
 	}
-	c, err = agent.Dial(ctx, info.AgentSocket)
+	c, err = dialAgent(ctx, info.AgentSocket)
 	if err != nil {
 		return nil, err
 	}
@@ -71,13 +72,48 @@ func (s *Subsystem) agentFor(ctx context.Context, id string) (*agent.Client, err
 	return c, nil
 }
 
+// dialAgent is agent.Dial with a hard deadline: the client's writes have no deadline of
+// their own, and a guest that stops reading the port (hung, or not yet reading) fills the
+// socket buffer, after which a write - and so Dial - would block past ctx forever. Closing
+// the connection when ctx ends unblocks it.
+func dialAgent(ctx context.Context, socket string) (*agent.Client, error) {
+	var d net.Dialer
+	var conn net.Conn
+	for {
+		var err error
+		if conn, err = d.DialContext(ctx, "unix", socket); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("agent: dial %s: %w (last error: %v)", socket, ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	c, err := agent.NewClient(ctx, conn)
+	if !stop() {
+		if err == nil {
+			c.Close()
+		}
+		return nil, fmt.Errorf("agent: no answer to hello on %s: %w", socket, ctx.Err())
+	}
+	return c, err
+}
+
 // waitAgent dials the agent and pings it until it answers; it returns the guest kernel.
+// As in dialAgent, the connection is closed if ctx ends while a write is blocked.
 func (s *Subsystem) waitAgent(ctx context.Context, id string) (string, error) {
 	c, err := s.agentFor(ctx, id)
 	if err != nil {
 		return "", err
 	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
 	h, err := c.WaitReady(ctx)
+	if !stop() {
+		s.dropAgent(id)
+		return "", fmt.Errorf("agent not ready: %w", ctx.Err())
+	}
 	if err != nil {
 		return "", err
 	}

@@ -1,0 +1,57 @@
+# Sourced by scripts/demo.sh: the bank's workloads as VMs. Builds an appliance image from the
+# project's own static binaries, launches one VM per line of business, shows the workload
+# serving from inside its guest, then stops and deletes the VMs (the bank's deletion goes
+# through four-eyes approval: bank is a protected project). Uses $BIN, $WORK, fv, step, and
+# $ADDR/$BOB (the TLS address and the second administrator's token) from demo.sh.
+VMS=("bank remit-1" "securities trade-1" "insurance claims-1")
+
+# VMs outlive the daemon by design; if the demo fails half-way, end them with it.
+_demo_instances_cleanup() {
+  for p in $(pgrep -f -- "$WORK/state/instances/" 2>/dev/null); do kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null || true; done
+  cleanup
+}
+trap _demo_instances_cleanup EXIT
+
+step "Hypervisor host (under TCG the daemon says so)"
+fv info host
+
+step "VM image: an appliance built from the bank's own static binaries (+ busybox)"
+fv image build bank-apps --binary "$BIN/remit" --binary "$BIN/trade" --binary "$BIN/claims" --binary "$BIN/finvirt-loadgen" --binary /bin/busybox
+fv image list
+
+step "Launching one VM per line of business; the guest agent supervises each workload"
+T0=$(date +%s.%N)
+fv launch bank-apps remit-1 --project bank --memory 384MiB --restart on-failure \
+  --cmd "/bin/remit --listen 127.0.0.1:8081 --data /tmp/remit --snapshot-mib 8"
+fv launch bank-apps trade-1 --project securities --memory 384MiB --restart on-failure \
+  --cmd "/bin/trade --listen 127.0.0.1:8082 --fix-listen 127.0.0.1:9878 --data /tmp/trade"
+fv launch bank-apps claims-1 --project insurance --memory 256MiB --env TZ=UTC \
+  --cmd "/bin/claims --listen 127.0.0.1:8083 --data /tmp/claims"
+printf 'three VMs launched to agent-ready in %.1fs\n' "$(echo "$(date +%s.%N) - $T0" | bc)"
+for pv in "${VMS[@]}"; do set -- $pv; echo "project $1:"; fv list --project "$1"; done
+
+step "Inside the bank's VM: the guest kernel, and remit answering on the guest's loopback"
+fv exec remit-1 --project bank -- cat /proc/version
+for _ in $(seq 1 100); do
+  fv exec remit-1 --project bank -- wget -qO- http://127.0.0.1:8081/healthz 2>/dev/null && break
+  sleep 0.2
+done
+echo
+fv exec trade-1 --project securities -- sh -c 'for i in $(seq 1 50); do wget -qO- http://127.0.0.1:8082/healthz && exit 0; sleep 0.2; done; exit 1'
+echo
+if fv exec claims-1 --project insurance -- sh -c 'exit 3'; then echo "exit code NOT propagated" >&2; exit 1; else echo "exec exit code propagated: $?"; fi
+fv metrics remit-1 --project bank
+
+step "Graceful stop (agent shutdown: workloads get SIGTERM), then delete"
+fv stop remit-1 --project bank
+fv stop trade-1 --project securities
+fv stop claims-1 --project insurance
+fv delete trade-1 --project securities
+fv delete claims-1 --project insurance
+# bank is protected: the deletion is filed for a second identity, Bob approves it over TLS.
+fv delete remit-1 --project bank
+VMAPPROVAL=$(fv approval list --status pending -o json | sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' | head -1)
+FINVIRT_REMOTE="https://$ADDR" FINVIRT_TOKEN="$BOB" FINVIRT_SERVER_CERT="$WORK/state/server.crt" \
+  fv approval approve "$VMAPPROVAL" --reason "remit-1 decommissioned after the demo"
+fv list --project bank
+fv image delete bank-apps
