@@ -434,7 +434,7 @@ func (s *subsystem) probeNSName(networkName string) string {
 }
 
 // removeStrayProbes deletes probe namespaces a report left behind when the daemon died
-// during it (their veth ends on the bridges go with the link reconcile, as strays).
+// during it; deleting a namespace destroys its veth pair, so the host ends go with it.
 func (s *subsystem) removeStrayProbes(ctx context.Context) {
 	matches, _ := filepath.Glob(filepath.Join(probeNSDir, s.prefix+"-probe-*"))
 	for _, m := range matches {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -130,7 +132,14 @@ func TestNetworksEndToEnd(t *testing.T) {
 	e.td.Stop()
 	e.host.MustExec(t, "ip", "link", "del", e.prefix+"brtrading")
 	e.host.MustExec(t, "ip", "link", "add", e.prefix+"brstray", "type", "bridge")
+	// ... and the probe namespace of a report the daemon died in.
+	ghost := e.prefix + "-probe-ghost"
+	nettest.Run(t, "ip", "netns", "add", ghost)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ghost).Run() })
 	e.start(t)
+	if _, err := os.Stat("/run/netns/" + ghost); !os.IsNotExist(err) {
+		t.Errorf("stray probe namespace %s survived the restart: %v", ghost, err)
+	}
 	if got := e.ruleset(t); got != rules {
 		t.Errorf("ruleset after restart differs:\n--- before\n%s\n--- after\n%s", rules, got)
 	}

@@ -28,8 +28,8 @@ import (
 // NIC "<prefix>-probe-<network>" with the network's ACLs and an IPAM address, exactly like
 // an instance's NIC. The probes are real packets (ICMP echo, TCP SYN) between those
 // endpoints and to each gateway. Everything is removed when the report ends; a daemon that
-// dies during a report removes the leftovers at its next start (namespace by name, veth
-// end as a stray link carrying the prefix).
+// dies during a report removes the leftover namespaces at its next start, which destroys
+// their veth pairs too (the host end cannot outlive its peer).
 
 // newNamedNS creates a named network namespace without entering it: NewNamed switches
 // the calling thread, so it runs on a locked thread that is discarded afterwards (a
