@@ -63,6 +63,9 @@ type probe struct {
 // plugProbe builds the probe endpoint of network n. Callers hold s.mu.
 func (s *subsystem) plugProbe(ctx context.Context, n networkRecord) (p *probe, err error) {
 	p = &probe{nsName: s.probeNSName(n.Name), hostLink: s.prefix + "p" + shortHash(n.Name), nicID: s.prefix + "-probe-" + n.Name}
+	if len(p.nicID) > 63 { // NIC ids are at most 63 bytes; network names may be 63 too
+		p.nicID = s.prefix + "-probe-" + shortHash(n.Name)
+	}
 	rv := revert.New()
 	defer rv.Fail()
 	deleteNamedNS(p.nsName) // a leftover of a report interrupted in this daemon's life
