@@ -1,4 +1,4 @@
-package daemon
+package daemon_test
 
 import (
 	"context"
@@ -8,28 +8,27 @@ import (
 
 	"github.com/finvirt/finvirt/api"
 	"github.com/finvirt/finvirt/client"
+	dt "github.com/finvirt/finvirt/internal/daemon/daemontest"
 )
 
-func errorsAs(err error, target any) bool { return errors.As(err, target) }
-
 func TestFourEyesApproval(t *testing.T) {
-	td := startDaemon(t)
+	td := dt.Start(t)
 	ctx := context.Background()
-	mustProject(t, td.local, "vault", true)
-	alice := td.tokenFor(t, "alice", api.RoleOperator, "vault") // a second identity entitled to approve
-	mallory := td.tokenFor(t, "mallory", api.RoleViewer, "vault")
+	td.MustProject(t, "vault", true)
+	alice := td.TokenFor(t, "alice", api.RoleOperator, "vault") // a second identity entitled to approve
+	mallory := td.TokenFor(t, "mallory", api.RoleViewer, "vault")
 
 	// The local administrator asks to delete a protected project: nothing happens yet.
-	err := td.local.DeleteProject(ctx, "vault")
+	err := td.Local.DeleteProject(ctx, "vault")
 	var pa *client.PendingApproval
 	if !errors.As(err, &pa) || pa.Approval.Status != api.ApprovalPending || pa.Approval.RequestedBy != "local:root" {
 		t.Fatalf("delete of protected project: %v", err)
 	}
-	if _, err := td.local.GetProject(ctx, "vault"); err != nil {
+	if _, err := td.Local.GetProject(ctx, "vault"); err != nil {
 		t.Fatalf("project gone before approval: %v", err)
 	}
 	// The requester cannot approve their own request.
-	if _, err := td.local.DecideApproval(ctx, pa.Approval.ID, true, ""); client.StatusOf(err) != 403 || !strings.Contains(err.Error(), "four-eyes") {
+	if _, err := td.Local.DecideApproval(ctx, pa.Approval.ID, true, ""); client.StatusOf(err) != 403 || !strings.Contains(err.Error(), "four-eyes") {
 		t.Fatalf("self-approval: %v, want 403 four-eyes", err)
 	}
 	// A viewer may not approve.
@@ -41,12 +40,12 @@ func TestFourEyesApproval(t *testing.T) {
 	if err != nil || a.Status != api.ApprovalApproved || a.DecidedBy != "alice" {
 		t.Fatalf("approve = %+v, %v", a, err)
 	}
-	if _, err := td.local.GetProject(ctx, "vault"); client.StatusOf(err) != 404 {
+	if _, err := td.Local.GetProject(ctx, "vault"); client.StatusOf(err) != 404 {
 		t.Fatalf("project still exists after approved delete: %v", err)
 	}
 	// Deleting the project dropped alice's grants on it; an admin trying again is refused
 	// because the approval is spent.
-	bob := td.tokenFor(t, "bob", api.RoleAdmin, "")
+	bob := td.TokenFor(t, "bob", api.RoleAdmin, "")
 	if _, err := bob.DecideApproval(ctx, pa.Approval.ID, true, ""); client.StatusOf(err) != 409 {
 		t.Fatalf("second approval: %v, want 409", err)
 	}
@@ -54,7 +53,7 @@ func TestFourEyesApproval(t *testing.T) {
 		t.Fatalf("grant on deleted project still works: %v", err)
 	}
 	// Both identities are in the audit log: the delete by its requester with the approver.
-	recs, _ := td.local.AuditList(ctx, "", 0)
+	recs, _ := td.Local.AuditList(ctx, "", 0)
 	var sawDelete, sawApprove bool
 	for _, r := range recs {
 		if r.Action == "project.delete" && r.Outcome == api.OutcomeSuccess && r.Identity == "local:root" && r.Approver == "alice" {
@@ -69,26 +68,26 @@ func TestFourEyesApproval(t *testing.T) {
 	}
 
 	// Rejection leaves the project alone; removing protection is itself four-eyes.
-	mustProject(t, td.local, "vault2", true)
+	td.MustProject(t, "vault2", true)
 	off := false
-	_, err = td.local.UpdateProject(ctx, "vault2", api.ProjectPatch{Protected: &off})
+	_, err = td.Local.UpdateProject(ctx, "vault2", api.ProjectPatch{Protected: &off})
 	if !errors.As(err, &pa) {
 		t.Fatalf("unprotect did not need approval: %v", err)
 	}
 	if a, err := bob.DecideApproval(ctx, pa.Approval.ID, false, "no"); err != nil || a.Status != api.ApprovalRejected {
 		t.Fatalf("reject = %+v, %v", a, err)
 	}
-	p, _ := td.local.GetProject(ctx, "vault2")
+	p, _ := td.Local.GetProject(ctx, "vault2")
 	if !p.Protected {
 		t.Fatal("rejected unprotect was applied")
 	}
-	list, _ := td.local.ListApprovals(ctx, api.ApprovalRejected)
+	list, _ := td.Local.ListApprovals(ctx, api.ApprovalRejected)
 	if len(list) != 1 || list[0].DecidedBy != "bob" {
 		t.Fatalf("rejected approvals = %+v", list)
 	}
 	// Non-destructive changes to a protected project need no approval.
 	desc := "still protected"
-	if _, err := td.local.UpdateProject(ctx, "vault2", api.ProjectPatch{Description: &desc}); err != nil {
+	if _, err := td.Local.UpdateProject(ctx, "vault2", api.ProjectPatch{Description: &desc}); err != nil {
 		t.Fatalf("description change on protected project: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package daemon
+package daemon_test
 
 import (
 	"bytes"
@@ -14,12 +14,14 @@ import (
 
 	"github.com/finvirt/finvirt/api"
 	"github.com/finvirt/finvirt/client"
+	"github.com/finvirt/finvirt/internal/daemon"
+	dt "github.com/finvirt/finvirt/internal/daemon/daemontest"
 )
 
 func TestProjectLifecycleAndQuotas(t *testing.T) {
-	td := startDaemon(t)
+	td := dt.Start(t)
 	ctx := context.Background()
-	c := td.local
+	c := td.Local
 	p, err := c.CreateProject(ctx, api.ProjectsPost{Name: "bank", Description: "Retail bank", Limits: api.ProjectLimits{Instances: 10, VCPUs: 32, Memory: 64 << 30}})
 	if err != nil {
 		t.Fatal(err)
@@ -32,7 +34,7 @@ func TestProjectLifecycleAndQuotas(t *testing.T) {
 		t.Fatalf("GetProject = %+v, %v", got, err)
 	}
 	ps, err := c.ListProjects(ctx)
-	if err != nil || len(ps) != 2 || ps[0].Name != "bank" || ps[1].Name != DefaultProject {
+	if err != nil || len(ps) != 2 || ps[0].Name != "bank" || ps[1].Name != daemon.DefaultProject {
 		t.Fatalf("ListProjects = %+v, %v", ps, err)
 	}
 	if !reflect.DeepEqual(ps[0], got) {
@@ -52,10 +54,10 @@ func TestProjectLifecycleAndQuotas(t *testing.T) {
 }
 
 // rawRequest sends exactly the given body over the unix socket.
-func rawRequest(t *testing.T, td *testDaemon, method, path, body string, hdr map[string]string) (int, string) {
+func rawRequest(t *testing.T, td *dt.Daemon, method, path, body string, hdr map[string]string) (int, string) {
 	t.Helper()
 	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", td.socket)
+		return (&net.Dialer{}).DialContext(ctx, "unix", td.Socket)
 	}}
 	req, _ := http.NewRequest(method, "http://finvirt"+path, strings.NewReader(body))
 	for k, v := range hdr {
@@ -73,9 +75,9 @@ func rawRequest(t *testing.T, td *testDaemon, method, path, body string, hdr map
 // TestBadInputChangesNothing sends each malformed request and checks the precise 4xx, that
 // projects are unchanged and that the audit log grew by exactly the record of the refusal.
 func TestBadInputChangesNothing(t *testing.T) {
-	td := startDaemon(t)
+	td := dt.Start(t)
 	ctx := context.Background()
-	mustProject(t, td.local, "bank", false)
+	td.MustProject(t, "bank", false)
 	tests := []struct {
 		name, method, path, body string
 		hdr                      map[string]string
@@ -107,16 +109,16 @@ func TestBadInputChangesNothing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before, _ := td.local.ListProjects(ctx)
-			ids, _ := td.local.ListIdentities(ctx)
-			n := auditCount(t, td.local)
+			before, _ := td.Local.ListProjects(ctx)
+			ids, _ := td.Local.ListIdentities(ctx)
+			n := auditCount(t, td.Local)
 			status, body := rawRequest(t, td, tt.method, tt.path, tt.body, tt.hdr)
 			var e api.Error
 			if status != tt.status || json.Unmarshal([]byte(body), &e) != nil || !strings.Contains(e.Error, tt.msg) || e.Code != tt.status {
 				t.Fatalf("%s %s: status %d body %.200s; want %d with %q", tt.method, tt.path, status, body, tt.status, tt.msg)
 			}
-			after, _ := td.local.ListProjects(ctx)
-			ids2, _ := td.local.ListIdentities(ctx)
+			after, _ := td.Local.ListProjects(ctx)
+			ids2, _ := td.Local.ListIdentities(ctx)
 			if !reflect.DeepEqual(before, after) || !reflect.DeepEqual(ids, ids2) {
 				t.Fatalf("state changed by a rejected request")
 			}
@@ -125,7 +127,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 			if tt.name == "unknown route" {
 				wantAudit = n
 			}
-			if got := auditCount(t, td.local); got != wantAudit {
+			if got := auditCount(t, td.Local); got != wantAudit {
 				t.Fatalf("audit records %d -> %d, want %d (exactly the refusal)", n, got, wantAudit)
 			}
 		})
@@ -133,14 +135,14 @@ func TestBadInputChangesNothing(t *testing.T) {
 }
 
 func TestEventsStream(t *testing.T) {
-	td := startDaemon(t)
+	td := dt.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ch, err := td.local.Events(ctx, "lifecycle")
+	ch, err := td.Local.Events(ctx, "lifecycle")
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustProject(t, td.local, "securities", false)
+	td.MustProject(t, "securities", false)
 	for ev := range ch {
 		if ev.Action == "project-created" && ev.Project == "securities" && ev.Metadata["request_id"] != "" {
 			return
@@ -150,34 +152,34 @@ func TestEventsStream(t *testing.T) {
 }
 
 func TestBackupOperation(t *testing.T) {
-	td := startDaemon(t)
+	td := dt.Start(t)
 	ctx := context.Background()
-	mustProject(t, td.local, "bank", false)
-	op, err := td.local.Backup(ctx, "nightly")
+	td.MustProject(t, "bank", false)
+	op, err := td.Local.Backup(ctx, "nightly")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var seen []int
-	final, err := td.local.WaitOperation(ctx, op.ID, func(o api.Operation) { seen = append(seen, o.Progress) })
+	final, err := td.Local.WaitOperation(ctx, op.ID, func(o api.Operation) { seen = append(seen, o.Progress) })
 	if err != nil || final.Status != api.OperationSuccess || final.Progress != 100 || !strings.Contains(final.Message, "sha256") {
 		t.Fatalf("backup operation = %+v, %v", final, err)
 	}
 	if seen[len(seen)-1] != 100 {
 		t.Fatalf("progress never reached 100: %v", seen)
 	}
-	if _, err := td.local.Backup(ctx, "nightly"); client.StatusOf(err) != 409 {
+	if _, err := td.Local.Backup(ctx, "nightly"); client.StatusOf(err) != 409 {
 		t.Fatalf("second backup with the same name: %v, want 409", err)
 	}
-	if _, err := td.local.GetOperation(ctx, "nosuch", 0); client.StatusOf(err) != 404 {
+	if _, err := td.Local.GetOperation(ctx, "nosuch", 0); client.StatusOf(err) != 404 {
 		t.Fatalf("unknown operation: %v", err)
 	}
 }
 
 func TestMetrics(t *testing.T) {
-	td := startDaemon(t)
-	mustProject(t, td.local, "bank", false)
+	td := dt.Start(t)
+	td.MustProject(t, "bank", false)
 	var raw []byte
-	if err := td.local.Do(context.Background(), "GET", "/1.0/metrics", nil, &raw); err != nil {
+	if err := td.Local.Do(context.Background(), "GET", "/1.0/metrics", nil, &raw); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
@@ -193,18 +195,18 @@ func TestMetrics(t *testing.T) {
 }
 
 func TestOpenAPIMatchesRoutes(t *testing.T) {
-	td := startDaemon(t)
+	td := dt.Start(t)
 	var doc struct {
 		Paths map[string]map[string]json.RawMessage `json:"paths"`
 	}
-	if err := td.local.Do(context.Background(), "GET", "/1.0/openapi.json", nil, &doc); err != nil {
+	if err := td.Local.Do(context.Background(), "GET", "/1.0/openapi.json", nil, &doc); err != nil {
 		t.Fatal(err)
 	}
 	documented := 0
 	for path, methods := range doc.Paths {
 		for method := range methods {
 			documented++
-			concrete := pathParamRe.ReplaceAllString(path, "probe")
+			concrete := daemon.PathParamRe.ReplaceAllString(path, "probe")
 			if strings.HasSuffix(path, "/events") {
 				continue // a stream; checked by TestEventsStream
 			}
@@ -214,8 +216,8 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			}
 		}
 	}
-	if documented != len(td.d.routes) {
-		t.Fatalf("OpenAPI documents %d operations, daemon serves %d", documented, len(td.d.routes))
+	if documented != len(td.D.Routes()) {
+		t.Fatalf("OpenAPI documents %d operations, daemon serves %d", documented, len(td.D.Routes()))
 	}
 	// And an undocumented path really is refused.
 	if status, body := rawRequest(t, td, "GET", "/1.0/undocumented", "", nil); status != 404 || !strings.Contains(body, "no API route") {
