@@ -60,7 +60,9 @@ func needVM(t *testing.T) {
 // stateDir is a short state dir (unix socket paths are limited to 108 bytes) whose QEMUs are
 // SIGKILLed at cleanup even when the test failed half-way: the daemon leaves VMs running by
 // design.
-func stateDir(t *testing.T) string {
+func stateDir(t *testing.T) string { return benchStateDir(t) }
+
+func benchStateDir(t testing.TB) string {
 	dir, err := os.MkdirTemp("", "fvi-")
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +105,9 @@ func qemuPids(dir string) []int {
 	return pids
 }
 
-func start(t *testing.T, state string) *dt.Daemon {
+func start(t *testing.T, state string) *dt.Daemon { return startB(t, state) }
+
+func startB(t testing.TB, state string) *dt.Daemon {
 	t.Helper()
 	return dt.Start(t, func(c *daemon.Config) { c.StateDir = state })
 }
