@@ -154,6 +154,13 @@ func TestNetworksEndToEnd(t *testing.T) {
 	if leases2, _ := e.c().NetworkLeases(ctx, "bank", "payments"); len(leases2) != 2 {
 		t.Errorf("leases after restart = %+v", leases2)
 	}
+	// The DHCP server is back and hands p2 the same address.
+	nettest.Eventually(t, 60*time.Second, "DHCP after restart", func() bool {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		l2, err := dc.Request(cctx)
+		return err == nil && l2.ACK.YourIPAddr.Equal(lease.ACK.YourIPAddr)
+	})
 
 	// The segmentation report: exactly the one intended cell is open.
 	rules, links = e.ruleset(t), e.links(t)

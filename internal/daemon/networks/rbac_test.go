@@ -35,5 +35,9 @@ func TestNetworkRBAC(t *testing.T) {
 		dt.Row("GET", "/1.0/networks?project=securities", "", A, Au, dt.OpSec),
 		dt.Row("POST", "/1.0/networks?project=securities", `{"name":"Bad Name"}`, A, dt.OpSec),
 	}
+	// The routes' body and reply types render into the OpenAPI document.
+	if st := dt.StatusOf(t, e.c(), "GET", "/1.0/openapi.json", ""); st != 200 {
+		t.Errorf("openapi.json: %d", st)
+	}
 	e.td.CheckRBAC(t, roles, rows, "/1.0/networks", "/1.0/network-acls", "/1.0/network-segmentation-report")
 }

@@ -198,7 +198,9 @@ func (s *subsystem) report(ctx context.Context, req api.SegmentationReportPost) 
 		return nil, err
 	}
 	rep, err := segment.Run(ctx, s.m.State(), eps, segment.Options{TCPPorts: req.TCPPorts,
-		Timeout: time.Duration(req.TimeoutMS) * time.Millisecond, RulesetDigest: digest})
+		Timeout: time.Duration(req.TimeoutMS) * time.Millisecond, RulesetDigest: digest,
+		// Most probes of a segmented host wait out their timeout: run many at once.
+		Parallel: 16})
 	if err != nil {
 		return nil, err
 	}
