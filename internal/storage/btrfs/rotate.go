@@ -8,6 +8,7 @@ import (
 
 	"github.com/finvirt/finvirt/internal/storage"
 	"github.com/finvirt/finvirt/internal/storage/fsutil"
+	"github.com/finvirt/finvirt/internal/storage/internal/poolkit"
 	"github.com/finvirt/finvirt/internal/storage/keys"
 )
 
@@ -48,7 +49,7 @@ func (p *Pool) RotateMasterKey(ctx context.Context, newMasterKeyFile string) (in
 		if !m.Encrypted {
 			continue
 		}
-		w, changed, err := keys.Rewrap(old, nm, m.WrappedKey, keyAAD(m.ID))
+		w, changed, err := keys.Rewrap(old, nm, m.WrappedKey, poolkit.KeyAAD(m.ID))
 		if err != nil {
 			return n, storage.Wrap(storage.ErrInvalid, fmt.Sprintf("volume %q (%s)", m.Name, dir), err, "run the rotation again with the original master key configured", "cannot re-wrap its key")
 		}

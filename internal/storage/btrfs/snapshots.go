@@ -13,6 +13,7 @@ import (
 	"github.com/finvirt/finvirt/internal/revert"
 	"github.com/finvirt/finvirt/internal/storage"
 	"github.com/finvirt/finvirt/internal/storage/fsutil"
+	"github.com/finvirt/finvirt/internal/storage/internal/poolkit"
 )
 
 // CreateSnapshot takes a read-only btrfs snapshot of the volume's subvolume. btrfs snapshots
@@ -171,12 +172,8 @@ func (p *Pool) CloneVolume(ctx context.Context, src, dst string) (storage.Volume
 	dm := *sm
 	dm.ID, dm.Name, dm.Origin, dm.CreatedAt, dm.SnapshotAt = fsutil.RandomID(16), dst, src, time.Now().UTC(), time.Time{}
 	if sm.Encrypted {
-		mk, err := p.master()
-		if err != nil {
+		if dm.WrappedKey, err = poolkit.WrapKey(p.cfg.MasterKeyFile, fmt.Sprintf("volume %q", dst), dm.ID, key); err != nil {
 			return storage.Volume{}, err
-		}
-		if dm.WrappedKey, err = mk.Wrap(key, keyAAD(dm.ID)); err != nil {
-			return storage.Volume{}, storage.Wrap(storage.ErrInvalid, fmt.Sprintf("volume %q", dst), err, "", "cannot wrap its key")
 		}
 	}
 	if err := writeMeta(tmp, &dm); err != nil {

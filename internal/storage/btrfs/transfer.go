@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 
 	"github.com/finvirt/finvirt/internal/revert"
 	"github.com/finvirt/finvirt/internal/storage"
 	"github.com/finvirt/finvirt/internal/storage/diskimage"
 	"github.com/finvirt/finvirt/internal/storage/fsutil"
+	"github.com/finvirt/finvirt/internal/storage/internal/poolkit"
 	"github.com/finvirt/finvirt/internal/storage/qemuimg"
 )
 
@@ -40,40 +40,16 @@ func (p *Pool) ExportVolumeFile(ctx context.Context, name string, format storage
 		return storage.Wrap(storage.ErrInvalid, obj, err, "", "cannot snapshot for export")
 	}
 	defer subvolDelete(context.Background(), snap)
-	tmp := fsutil.TempName(filepath.Dir(path), "export")
 	a := p.access(snap, m, key)
 	a.ReadOnly = true
-	if err := qemuimg.Convert(ctx, qemuimg.ConvertOpts{Src: toolImage(a), Dst: tmp, DstFormat: string(format), Progress: progress}); err != nil {
-		os.Remove(tmp)
-		return storage.Wrap(storage.ErrInvalid, obj, err, "check free space at "+filepath.Dir(path), "export failed")
-	}
-	if err := fsutil.SyncFile(tmp); err != nil {
-		os.Remove(tmp)
-		return storage.Wrap(storage.ErrInvalid, obj, err, "", "cannot flush export")
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return storage.Wrap(storage.ErrInvalid, obj, err, "", "cannot place export at %s", path)
-	}
-	return nil
+	return poolkit.ExportFile(ctx, obj, poolkit.ToolImage(a), format, path, progress)
 }
 
 // ExportVolume exports to a temporary file, then streams it to w.
 func (p *Pool) ExportVolume(ctx context.Context, name string, format storage.Format, w io.Writer, progress storage.ProgressFunc) error {
-	tmp := fsutil.TempName(p.cfg.Path, "export") + "." + string(format)
-	defer os.Remove(tmp)
-	if err := p.ExportVolumeFile(ctx, name, format, tmp, progress); err != nil {
-		return err
-	}
-	f, err := os.Open(tmp)
-	if err != nil {
-		return storage.Wrap(storage.ErrInvalid, fmt.Sprintf("volume %q", name), err, "", "cannot read export")
-	}
-	defer f.Close()
-	if _, err := io.Copy(w, f); err != nil {
-		return storage.Wrap(storage.ErrInvalid, fmt.Sprintf("volume %q", name), err, "", "cannot write export")
-	}
-	return nil
+	return poolkit.ExportStream(fmt.Sprintf("volume %q", name), p.cfg.Path, format, w, func(tmp string) error {
+		return p.ExportVolumeFile(ctx, name, format, tmp, progress)
+	})
 }
 
 // ImportVolume validates the image and converts it into a temporary subvolume, renamed into

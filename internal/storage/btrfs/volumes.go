@@ -11,7 +11,7 @@ import (
 	"github.com/finvirt/finvirt/internal/revert"
 	"github.com/finvirt/finvirt/internal/storage"
 	"github.com/finvirt/finvirt/internal/storage/fsutil"
-	"github.com/finvirt/finvirt/internal/storage/keys"
+	"github.com/finvirt/finvirt/internal/storage/internal/poolkit"
 	"github.com/finvirt/finvirt/internal/storage/qemuimg"
 )
 
@@ -41,14 +41,11 @@ func (p *Pool) newMeta(name string, size uint64, opts storage.VolumeOpts) (*volM
 	if !opts.Encrypted {
 		return m, nil, nil
 	}
-	mk, err := p.master()
+	key, wrapped, err := poolkit.NewKey(p.cfg.MasterKeyFile, fmt.Sprintf("volume %q", name), m.ID)
 	if err != nil {
 		return nil, nil, err
 	}
-	key := keys.NewVolumeKey()
-	if m.WrappedKey, err = mk.Wrap(key, keyAAD(m.ID)); err != nil {
-		return nil, nil, storage.Wrap(storage.ErrInvalid, fmt.Sprintf("volume %q", name), err, "", "cannot wrap its key")
-	}
+	m.WrappedKey = wrapped
 	return m, key, nil
 }
 
@@ -209,37 +206,11 @@ func (p *Pool) ResizeVolume(ctx context.Context, name string, size uint64) error
 	if err != nil {
 		return err
 	}
-	img := toolImage(p.access(p.volPath(name), m, key))
-	if shrink {
-		ext, err := qemuimg.Map(ctx, img)
-		if err != nil {
-			return storage.Wrap(storage.ErrInvalid, fmt.Sprintf("volume %q", name), err, "", "cannot read its allocation map")
-		}
-		if end := qemuimg.DataEnd(ext); end > size {
-			return storage.Errorf(storage.ErrInvalid, fmt.Sprintf("volume %q", name),
-				"shrink the filesystem inside first (and trim), or choose a size of at least the used end",
-				"holds data up to byte %d, beyond the requested size %d", end, size)
-		}
-	}
-	if err := qemuimg.Resize(ctx, img, size, shrink); err != nil {
-		return storage.Wrap(storage.ErrInvalid, fmt.Sprintf("volume %q", name), err, "", "resize failed")
-	}
-	old := m.Size
-	m.Size = size
-	if err := writeMeta(p.volPath(name), m); err != nil {
-		qemuimg.Resize(ctx, img, old, !shrink)
-		return err
-	}
-	return nil
-}
-
-func toolImage(a storage.Access) qemuimg.Image {
-	a.Cache = storage.CacheWriteback
-	img := qemuimg.Image{Path: "json:" + a.BlockdevJSON("")}
-	if a.Key != nil {
-		img.Objects = []string{a.SecretObjectArg()}
-	}
-	return img
+	img := poolkit.ToolImage(p.access(p.volPath(name), m, key))
+	return poolkit.Resize(ctx, fmt.Sprintf("volume %q", name), img, m.Size, size, func() error {
+		m.Size = size
+		return writeMeta(p.volPath(name), m)
+	})
 }
 
 // Access returns the open description of the volume for QEMU.

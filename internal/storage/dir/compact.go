@@ -3,6 +3,7 @@ package dir
 import (
 	"context"
 
+	"github.com/finvirt/finvirt/internal/storage/internal/poolkit"
 	"github.com/finvirt/finvirt/internal/storage/qemuimg"
 )
 
@@ -46,5 +47,5 @@ func (p *Pool) compact(ctx context.Context, m *volMeta, vols map[string]*volMeta
 func commit(ctx context.Context, p *Pool, m *volMeta, ix index, top string, key []byte) error {
 	a := p.access(m, ix, top, key)
 	a.WritableBacking = true
-	return qemuimg.Commit(ctx, toolImage(a))
+	return qemuimg.Commit(ctx, poolkit.ToolImage(a))
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/finvirt/finvirt/internal/storage"
 	"github.com/finvirt/finvirt/internal/storage/fsutil"
+	"github.com/finvirt/finvirt/internal/storage/internal/poolkit"
 	"github.com/finvirt/finvirt/internal/storage/keys"
 	"github.com/finvirt/finvirt/internal/storage/qemuimg"
 )
@@ -145,48 +146,16 @@ func (ix index) chain(top string) []string {
 }
 
 // inUse asks the daemon's hook whether something holds the volume.
-func (p *Pool) inUse(name, op string) error {
-	if p.cfg.InUse == nil {
-		return nil
-	}
-	if h := p.cfg.InUse(name); h != "" {
-		return &storage.Error{Kind: storage.ErrInUse, Object: fmt.Sprintf("volume %q", name), Msg: "cannot " + op + " while it is attached", Dependents: []string{h}, Fix: "detach it first (or stop the instance)"}
-	}
-	return nil
-}
+func (p *Pool) inUse(name, op string) error { return poolkit.InUse(p.cfg.InUse, name, op) }
 
-func (p *Pool) master() (*keys.Master, error) {
-	path := p.cfg.MasterKeyFile
-	if path == "" {
-		path = storage.DefaultMasterKeyFile
-	}
-	m, err := keys.LoadOrCreate(path)
-	if err != nil {
-		return nil, storage.Wrap(storage.ErrInvalid, "master key "+path, err, "check PoolConfig.MasterKeyFile", "cannot be loaded")
-	}
-	return m, nil
-}
-
-func keyAAD(id string) string { return "finvirt-volume:" + id }
+func (p *Pool) master() (*keys.Master, error) { return poolkit.Master(p.cfg.MasterKeyFile) }
 
 // volumeKey unwraps the key of an encrypted volume.
 func (p *Pool) volumeKey(m *volMeta) ([]byte, error) {
 	if !m.Encrypted {
 		return nil, nil
 	}
-	mk, err := p.master()
-	if err != nil {
-		return nil, err
-	}
-	k, err := mk.Unwrap(m.WrappedKey, keyAAD(m.ID))
-	if err != nil {
-		fix := "restore the volume metadata from backup"
-		if errors.Is(err, keys.ErrWrongMasterKey) {
-			fix = "configure the master key file this volume was created with"
-		}
-		return nil, storage.Wrap(storage.ErrInvalid, fmt.Sprintf("volume %q", m.Name), err, fix, "cannot unwrap its encryption key")
-	}
-	return k, nil
+	return poolkit.UnwrapKey(p.cfg.MasterKeyFile, m.Name, m.ID, m.WrappedKey)
 }
 
 // access builds the Access for a layer chain of m (top = m.Active unless given).
@@ -196,17 +165,6 @@ func (p *Pool) access(m *volMeta, ix index, top string, key []byte) storage.Acce
 		a.Chain = append(a.Chain, storage.Layer{Path: p.layerPath(id), Format: storage.FormatQcow2, Encrypted: m.Encrypted})
 	}
 	return a
-}
-
-// toolImage is how qemu-img opens a chain: the explicit json: spec with the page cache (tools
-// need no O_DIRECT) and the secret.
-func toolImage(a storage.Access) qemuimg.Image {
-	a.Cache = storage.CacheWriteback
-	img := qemuimg.Image{Path: "json:" + a.BlockdevJSON("")}
-	if a.Key != nil {
-		img.Objects = []string{a.SecretObjectArg()}
-	}
-	return img
 }
 
 // newLayer creates a qcow2 file for a new layer under a temporary name and renames it into

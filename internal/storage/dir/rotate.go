@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/finvirt/finvirt/internal/storage"
+	"github.com/finvirt/finvirt/internal/storage/internal/poolkit"
 	"github.com/finvirt/finvirt/internal/storage/keys"
 )
 
@@ -29,7 +30,7 @@ func (p *Pool) RotateMasterKey(ctx context.Context, newMasterKeyFile string) (in
 		if !m.Encrypted {
 			continue
 		}
-		w, changed, err := keys.Rewrap(old, nm, m.WrappedKey, keyAAD(m.ID))
+		w, changed, err := keys.Rewrap(old, nm, m.WrappedKey, poolkit.KeyAAD(m.ID))
 		if err != nil {
 			return n, storage.Wrap(storage.ErrInvalid, objName("volume", m.Name), err, "run the rotation again with the original master key configured", "cannot re-wrap its key")
 		}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/finvirt/finvirt/internal/revert"
 	"github.com/finvirt/finvirt/internal/storage"
+	"github.com/finvirt/finvirt/internal/storage/internal/poolkit"
 )
 
 // CreateSnapshot freezes the active layer as the snapshot and puts a new empty overlay on top.
@@ -203,13 +204,9 @@ func (p *Pool) CloneVolume(ctx context.Context, src, dst string) (storage.Volume
 	}
 	dm.Origin = src
 	if sm.Encrypted {
-		mk, err := p.master()
-		if err != nil {
-			return storage.Volume{}, err
-		}
 		dm.Encrypted = true
-		if dm.WrappedKey, err = mk.Wrap(key, keyAAD(dm.ID)); err != nil {
-			return storage.Volume{}, storage.Wrap(storage.ErrInvalid, objName("volume", dst), err, "", "cannot wrap its key")
+		if dm.WrappedKey, err = poolkit.WrapKey(p.cfg.MasterKeyFile, objName("volume", dst), dm.ID, key); err != nil {
+			return storage.Volume{}, err
 		}
 	}
 	if dm.Encrypted {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/finvirt/finvirt/internal/storage"
 	"github.com/finvirt/finvirt/internal/storage/fsutil"
+	"github.com/finvirt/finvirt/internal/storage/internal/poolkit"
 	"github.com/finvirt/finvirt/internal/storage/qemuimg"
 )
 
@@ -75,7 +76,7 @@ func (p *Pool) layerFromTemplate(ctx context.Context, m *volMeta, key []byte, pa
 	}
 	a := p.secret(m, key)
 	a.Chain = []storage.Layer{{Path: path, Format: storage.FormatQcow2, Encrypted: true}}
-	img := toolImage(a)
+	img := poolkit.ToolImage(a)
 	if backing != "" {
 		if err := qemuimg.RebaseUnsafe(ctx, img, backing+".qcow2", "qcow2"); err != nil {
 			return err

@@ -4,13 +4,13 @@ import (
 	"context"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/finvirt/finvirt/internal/revert"
 	"github.com/finvirt/finvirt/internal/storage"
 	"github.com/finvirt/finvirt/internal/storage/diskimage"
 	"github.com/finvirt/finvirt/internal/storage/fsutil"
+	"github.com/finvirt/finvirt/internal/storage/internal/poolkit"
 	"github.com/finvirt/finvirt/internal/storage/qemuimg"
 )
 
@@ -40,39 +40,14 @@ func (p *Pool) ExportVolumeFile(ctx context.Context, name string, format storage
 	p.mu.Unlock()
 	// The layers exported are not changed by other operations except restore/delete; holding
 	// the lock for a long copy would block the pool, so the daemon serialises per volume.
-	tmp := fsutil.TempName(filepath.Dir(path), "export")
-	err = qemuimg.Convert(ctx, qemuimg.ConvertOpts{Src: toolImage(a), Dst: tmp, DstFormat: string(format), Progress: progress})
-	if err != nil {
-		os.Remove(tmp)
-		return storage.Wrap(storage.ErrInvalid, objName("volume", name), err, "check free space at "+filepath.Dir(path), "export failed")
-	}
-	if err := fsutil.SyncFile(tmp); err != nil {
-		os.Remove(tmp)
-		return storage.Wrap(storage.ErrInvalid, objName("volume", name), err, "", "cannot flush export")
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return storage.Wrap(storage.ErrInvalid, objName("volume", name), err, "", "cannot place export at %s", path)
-	}
-	return nil
+	return poolkit.ExportFile(ctx, objName("volume", name), poolkit.ToolImage(a), format, path, progress)
 }
 
 // ExportVolume exports to a temporary file in the pool, then streams it to w.
 func (p *Pool) ExportVolume(ctx context.Context, name string, format storage.Format, w io.Writer, progress storage.ProgressFunc) error {
-	tmp := fsutil.TempName(p.cfg.Path, "export") + "." + string(format)
-	defer os.Remove(tmp)
-	if err := p.ExportVolumeFile(ctx, name, format, tmp, progress); err != nil {
-		return err
-	}
-	f, err := os.Open(tmp)
-	if err != nil {
-		return storage.Wrap(storage.ErrInvalid, objName("volume", name), err, "", "cannot read export")
-	}
-	defer f.Close()
-	if _, err := io.Copy(w, f); err != nil {
-		return storage.Wrap(storage.ErrInvalid, objName("volume", name), err, "", "cannot write export")
-	}
-	return nil
+	return poolkit.ExportStream(objName("volume", name), p.cfg.Path, format, w, func(tmp string) error {
+		return p.ExportVolumeFile(ctx, name, format, tmp, progress)
+	})
 }
 
 // ImportVolume validates the image, converts it into a new qcow2 layer under a temporary name,

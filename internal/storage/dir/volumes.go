@@ -9,8 +9,7 @@ import (
 	"github.com/finvirt/finvirt/internal/revert"
 	"github.com/finvirt/finvirt/internal/storage"
 	"github.com/finvirt/finvirt/internal/storage/fsutil"
-	"github.com/finvirt/finvirt/internal/storage/keys"
-	"github.com/finvirt/finvirt/internal/storage/qemuimg"
+	"github.com/finvirt/finvirt/internal/storage/internal/poolkit"
 )
 
 func (p *Pool) checkOpts(name string, opts *storage.VolumeOpts) error {
@@ -33,14 +32,11 @@ func (p *Pool) newMeta(name string, size uint64, opts storage.VolumeOpts) (*volM
 	if !opts.Encrypted {
 		return m, nil, nil
 	}
-	mk, err := p.master()
+	key, wrapped, err := poolkit.NewKey(p.cfg.MasterKeyFile, objName("volume", name), m.ID)
 	if err != nil {
 		return nil, nil, err
 	}
-	key := keys.NewVolumeKey()
-	if m.WrappedKey, err = mk.Wrap(key, keyAAD(m.ID)); err != nil {
-		return nil, nil, storage.Wrap(storage.ErrInvalid, objName("volume", name), err, "", "cannot wrap its key")
-	}
+	m.WrappedKey = wrapped
 	return m, key, nil
 }
 
@@ -197,28 +193,11 @@ func (p *Pool) ResizeVolume(ctx context.Context, name string, size uint64) error
 		return err
 	}
 	a := p.access(m, buildIndex(vols), m.Active, key)
-	img := toolImage(a)
-	if shrink {
-		ext, err := qemuimg.Map(ctx, img)
-		if err != nil {
-			return storage.Wrap(storage.ErrInvalid, objName("volume", name), err, "", "cannot read its allocation map")
-		}
-		if end := qemuimg.DataEnd(ext); end > size {
-			return storage.Errorf(storage.ErrInvalid, objName("volume", name),
-				"shrink the filesystem inside first (and trim), or choose a size of at least the used end",
-				"holds data up to byte %d, beyond the requested size %d", end, size)
-		}
-	}
-	if err := qemuimg.Resize(ctx, img, size, shrink); err != nil {
-		return storage.Wrap(storage.ErrInvalid, objName("volume", name), err, "", "resize failed")
-	}
-	old := m.Size
-	m.Size = size
-	if err := p.save(m); err != nil {
-		qemuimg.Resize(ctx, img, old, !shrink) // best effort back to the recorded size
-		return err
-	}
-	return nil
+	img := poolkit.ToolImage(a)
+	return poolkit.Resize(ctx, objName("volume", name), img, m.Size, size, func() error {
+		m.Size = size
+		return p.save(m)
+	})
 }
 
 // Access returns the open description of the volume for QEMU.
