@@ -28,37 +28,33 @@ const (
 	VMDKDescr = "vmdk-descriptor"
 )
 
+// magics are the signatures DetectFormat looks for, in order: the first match wins.
+var magics = []struct {
+	off    int
+	magic  string
+	format string
+}{
+	{0, "QFI\xfb", Qcow2},
+	{0, "KDMV", VMDK},
+	{0, "vhdxfile", VHDX},
+	{0, "conectix", VPC},
+	{0, "QED\x00", QED},
+	{0x40, "\x7f\x10\xda\xbe", VDI}, // 0xbeda107f, little-endian
+	{0, "LUKS\xba\xbe", LUKS},
+	{0, "\x1f\x8b", Gzip},
+	{0, "\xfd7zXZ\x00", XZ},
+	{0, "PK\x03\x04", Zip},
+	{257, "ustar", OVA},
+	{0, "# Disk DescriptorFile", VMDKDescr},
+}
+
 // DetectFormat tells the format of an image from its first bytes (head, at least 1 KiB when the
 // file has them) and its last 512 bytes (tail: the VHD footer). Anything unrecognised is raw.
 func DetectFormat(head, tail []byte) string {
-	has := func(off int, magic string) bool {
-		return len(head) >= off+len(magic) && string(head[off:off+len(magic)]) == magic
-	}
-	switch {
-	case has(0, "QFI\xfb"):
-		return Qcow2
-	case has(0, "KDMV"):
-		return VMDK
-	case has(0, "vhdxfile"):
-		return VHDX
-	case has(0, "conectix"):
-		return VPC
-	case has(0, "QED\x00"):
-		return QED
-	case len(head) >= 0x44 && binary.LittleEndian.Uint32(head[0x40:]) == 0xbeda107f:
-		return VDI
-	case has(0, "LUKS\xba\xbe"):
-		return LUKS
-	case has(0, "\x1f\x8b"):
-		return Gzip
-	case has(0, "\xfd7zXZ\x00"):
-		return XZ
-	case has(0, "PK\x03\x04"):
-		return Zip
-	case has(257, "ustar"):
-		return OVA
-	case has(0, "# Disk DescriptorFile"):
-		return VMDKDescr
+	for _, m := range magics {
+		if len(head) >= m.off+len(m.magic) && string(head[m.off:m.off+len(m.magic)]) == m.magic {
+			return m.format
+		}
 	}
 	// A fixed VHD has its footer only at the end.
 	if len(tail) >= 512 && bytes.HasPrefix(tail[len(tail)-512:], []byte("conectix")) {
