@@ -127,11 +127,14 @@ func TestNetworksEndToEnd(t *testing.T) {
 	}
 
 	// Restart: the ruleset and links come back identical. Before starting again, lose
-	// trading's bridge and leave a stray bridge carrying the prefix.
+	// trading's bridge and the anti-spoofing table, and leave a stray bridge and a stray
+	// table carrying the prefix.
 	rules, links := e.ruleset(t), e.links(t)
 	e.td.Stop()
 	e.host.MustExec(t, "ip", "link", "del", e.prefix+"brtrading")
 	e.host.MustExec(t, "ip", "link", "add", e.prefix+"brstray", "type", "bridge")
+	e.host.MustExec(t, "nft", "add", "table", "inet", e.prefix+"_old")
+	e.host.MustExec(t, "nft", "delete", "table", "bridge", e.prefix)
 	// ... and the probe namespace of a report the daemon died in.
 	ghost := e.prefix + "-probe-ghost"
 	nettest.Run(t, "ip", "netns", "add", ghost)
