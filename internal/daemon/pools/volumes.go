@@ -57,6 +57,16 @@ func (s *subsystem) volumeRecord(ctx context.Context, project, name string) (vol
 	return v, e, json.Unmarshal(e.Value, &v)
 }
 
+// volumeInPool reads a volume's record and its open pool.
+func (s *subsystem) volumeInPool(ctx context.Context, project, name string) (volumeRecord, store.Entry, storage.Pool, error) {
+	rec, e, err := s.volumeRecord(ctx, project, name)
+	if err != nil {
+		return rec, e, nil, err
+	}
+	p, err := s.pool(rec.Pool)
+	return rec, e, p, err
+}
+
 func (s *subsystem) view(ctx context.Context, rec volumeRecord, rev int64) (api.Volume, error) {
 	out := api.Volume{Name: rec.Name, Project: rec.Project, Pool: rec.Pool, Size: rec.Size, AttachedTo: rec.AttachedTo, CreatedAt: rec.CreatedAt, Revision: rev}
 	p, err := s.pool(rec.Pool)
@@ -185,16 +195,12 @@ func (s *subsystem) handleVolumeCreate(d *daemon.Daemon, w http.ResponseWriter, 
 
 func (s *subsystem) handleVolumeDelete(d *daemon.Daemon, w http.ResponseWriter, r *http.Request, rq *daemon.Request) error {
 	project, name := rq.Project(), r.PathValue("name")
-	rec, e, err := s.volumeRecord(r.Context(), project, name)
+	rec, e, p, err := s.volumeInPool(r.Context(), project, name)
 	if err != nil {
 		return err
 	}
 	if rec.AttachedTo != "" {
 		return daemon.Conflict("volume %s is attached to instance %s: detach it first", name, rec.AttachedTo)
-	}
-	p, err := s.pool(rec.Pool)
-	if err != nil {
-		return err
 	}
 	// The pool refuses first (clones depend on it); only then does the record go.
 	if err := p.DeleteVolume(r.Context(), poolVolumeName(project, name)); err != nil && !errors.Is(err, storage.ErrNotFound) {
@@ -226,11 +232,7 @@ func (s *subsystem) handleVolumeResize(d *daemon.Daemon, w http.ResponseWriter, 
 	if req.Size <= 0 {
 		return daemon.BadRequest("volume %s: size must be positive", name)
 	}
-	rec, _, err := s.volumeRecord(r.Context(), project, name)
-	if err != nil {
-		return err
-	}
-	p, err := s.pool(rec.Pool)
+	rec, _, p, err := s.volumeInPool(r.Context(), project, name)
 	if err != nil {
 		return err
 	}
@@ -312,11 +314,7 @@ func (s *subsystem) handleVolumeExport(d *daemon.Daemon, w http.ResponseWriter, 
 			return storageErr(err, "", "")
 		}
 	}
-	rec, _, err := s.volumeRecord(r.Context(), project, name)
-	if err != nil {
-		return err
-	}
-	p, err := s.pool(rec.Pool)
+	_, _, p, err := s.volumeInPool(r.Context(), project, name)
 	if err != nil {
 		return err
 	}
@@ -347,11 +345,7 @@ func (s *subsystem) handleVolumeExport(d *daemon.Daemon, w http.ResponseWriter, 
 
 func (s *subsystem) handleSnapshotList(d *daemon.Daemon, w http.ResponseWriter, r *http.Request, rq *daemon.Request) error {
 	project, name := rq.Project(), r.PathValue("name")
-	rec, _, err := s.volumeRecord(r.Context(), project, name)
-	if err != nil {
-		return err
-	}
-	p, err := s.pool(rec.Pool)
+	_, _, p, err := s.volumeInPool(r.Context(), project, name)
 	if err != nil {
 		return err
 	}
@@ -375,11 +369,7 @@ func (s *subsystem) handleSnapshotCreate(d *daemon.Daemon, w http.ResponseWriter
 	if err := daemon.ValidName("snapshot", req.Name); err != nil {
 		return err
 	}
-	rec, _, err := s.volumeRecord(r.Context(), project, name)
-	if err != nil {
-		return err
-	}
-	p, err := s.pool(rec.Pool)
+	_, _, p, err := s.volumeInPool(r.Context(), project, name)
 	if err != nil {
 		return err
 	}
@@ -397,11 +387,7 @@ func (s *subsystem) handleSnapshotCreate(d *daemon.Daemon, w http.ResponseWriter
 
 func (s *subsystem) handleSnapshotDelete(d *daemon.Daemon, w http.ResponseWriter, r *http.Request, rq *daemon.Request) error {
 	project, name, snap := rq.Project(), r.PathValue("name"), r.PathValue("snapshot")
-	rec, _, err := s.volumeRecord(r.Context(), project, name)
-	if err != nil {
-		return err
-	}
-	p, err := s.pool(rec.Pool)
+	_, _, p, err := s.volumeInPool(r.Context(), project, name)
 	if err != nil {
 		return err
 	}
@@ -420,16 +406,12 @@ func (s *subsystem) handleVolumeRestore(d *daemon.Daemon, w http.ResponseWriter,
 	if err := daemon.DecodeJSON(rq.Body(), &req); err != nil {
 		return err
 	}
-	rec, e, err := s.volumeRecord(r.Context(), project, name)
+	rec, e, p, err := s.volumeInPool(r.Context(), project, name)
 	if err != nil {
 		return err
 	}
 	if rec.AttachedTo != "" {
 		return daemon.Conflict("volume %s is attached to instance %s: stop the instance or detach the volume before restoring", name, rec.AttachedTo)
-	}
-	p, err := s.pool(rec.Pool)
-	if err != nil {
-		return err
 	}
 	if err := p.RestoreSnapshot(r.Context(), poolVolumeName(project, name), req.Snapshot); err != nil {
 		return storageErr(err, poolVolumeName(project, name), name)
