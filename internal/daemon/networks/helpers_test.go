@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 
@@ -75,16 +76,8 @@ func (e *env) links(t *testing.T) string {
 		}
 		out = append(out, name+" "+master)
 	}
-	sortStrings(out)
+	sort.Strings(out)
 	return strings.Join(out, "\n")
-}
-
-func sortStrings(s []string) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
 }
 
 func (e *env) projects(t *testing.T, names ...string) {

@@ -22,6 +22,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/nftables"
+
 	"github.com/finvirt/finvirt/api"
 	"github.com/finvirt/finvirt/internal/daemon"
 	"github.com/finvirt/finvirt/internal/network"
@@ -187,14 +189,69 @@ func (s *subsystem) init(ctx context.Context) error {
 		return err
 	}
 	s.removeStrayProbes(ctx)
+	before := s.kernelObjects()
 	if err := s.reconcile(ctx); err != nil {
 		// Networking that cannot be restored must not keep the API (and the VMs' other
 		// subsystems) down: report it, refuse changes until it is fixed.
 		s.startErr = err
 		s.d.Logger().Error("network reconcile failed", "err", err)
 		s.d.AuditEvent(ctx, "network.reconcile", "networks", "", api.OutcomeFailed, err.Error())
+		return nil
+	}
+	// What the reconcile removed was not explained by any record: audit each stray.
+	after := map[string]bool{}
+	for _, o := range s.kernelObjects() {
+		after[o] = true
+	}
+	for _, o := range before {
+		if !after[o] {
+			s.d.AuditEvent(ctx, "network.stray-removed", o, "", api.OutcomeSuccess,
+				"found at daemon start carrying the network prefix "+s.prefix+" but named by no network or NIC record")
+		}
 	}
 	return nil
+}
+
+// kernelObjects lists the links and nft tables carrying the prefix ("link/NAME",
+// "nft/FAMILY NAME"), sorted, best effort.
+func (s *subsystem) kernelObjects() []string {
+	var out []string
+	if h, err := s.ns.Netlink(); err == nil {
+		if links, err := h.LinkList(); err == nil {
+			for _, l := range links {
+				if strings.HasPrefix(l.Attrs().Name, s.prefix) {
+					out = append(out, "link/"+l.Attrs().Name)
+				}
+			}
+		}
+		h.Close()
+	}
+	if c, done, err := s.ns.NFT(); err == nil {
+		if tables, err := c.ListTables(); err == nil {
+			for _, t := range tables {
+				if strings.HasPrefix(t.Name, s.prefix) {
+					out = append(out, fmt.Sprintf("nft/%s %s", familyName(t.Family), t.Name))
+				}
+			}
+		}
+		done()
+	}
+	sort.Strings(out)
+	return out
+}
+
+func familyName(f nftables.TableFamily) string {
+	switch f {
+	case nftables.TableFamilyINet:
+		return "inet"
+	case nftables.TableFamilyIPv4:
+		return "ip"
+	case nftables.TableFamilyIPv6:
+		return "ip6"
+	case nftables.TableFamilyBridge:
+		return "bridge"
+	}
+	return fmt.Sprint(f)
 }
 
 func (s *subsystem) reconcile(ctx context.Context) error {
@@ -381,11 +438,6 @@ func netErr(err error) error {
 		return daemon.Conflict("%v", err)
 	}
 	return err
-}
-
-func sortStrings(s []string) []string {
-	sort.Strings(s)
-	return s
 }
 
 // leaseStore is ipam.LeaseStore over the daemon's state store: leases survive restarts

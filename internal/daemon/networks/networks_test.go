@@ -140,6 +140,19 @@ func TestNetworksEndToEnd(t *testing.T) {
 	nettest.Run(t, "ip", "netns", "add", ghost)
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", ghost).Run() })
 	e.start(t)
+	recs, err := e.c().AuditList(ctx, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	strays := map[string]bool{}
+	for _, r := range recs {
+		if r.Action == "network.stray-removed" {
+			strays[r.Target] = true
+		}
+	}
+	if !strays["link/"+e.prefix+"brstray"] || !strays["nft/inet "+e.prefix+"_old"] || len(strays) != 2 {
+		t.Errorf("audited strays = %v; want the stray bridge and table", strays)
+	}
 	if _, err := os.Stat("/run/netns/" + ghost); !os.IsNotExist(err) {
 		t.Errorf("stray probe namespace %s survived the restart: %v", ghost, err)
 	}
