@@ -182,6 +182,9 @@ func (c *capped) Write(p []byte) (int, error) {
 }
 
 func (s *Subsystem) handleExec(d *daemon.Daemon, w http.ResponseWriter, r *http.Request, rq *daemon.Request) error {
+	if err := s.wait(r.Context()); err != nil {
+		return err
+	}
 	project, name := rq.Project(), r.PathValue("name")
 	rq.SetTarget("instance/" + project + "/" + name)
 	var req api.InstanceExecPost
@@ -237,6 +240,9 @@ func guestPath(r *http.Request, name string) (string, error) {
 }
 
 func (s *Subsystem) handlePush(d *daemon.Daemon, w http.ResponseWriter, r *http.Request, rq *daemon.Request) error {
+	if err := s.wait(r.Context()); err != nil {
+		return err
+	}
 	project, name := rq.Project(), r.PathValue("name")
 	rq.SetTarget("instance/" + project + "/" + name)
 	p, err := guestPath(r, name)
@@ -270,6 +276,9 @@ func (s *Subsystem) handlePush(d *daemon.Daemon, w http.ResponseWriter, r *http.
 // handlePull reads the file into a temporary file first: the agent checks the sha256 only at
 // the end, and a corrupt transfer must become an error, not a 200 with bad bytes.
 func (s *Subsystem) handlePull(_ *daemon.Daemon, w http.ResponseWriter, r *http.Request, rq *daemon.Request) error {
+	if err := s.wait(r.Context()); err != nil {
+		return err
+	}
 	project, name := rq.Project(), r.PathValue("name")
 	p, err := guestPath(r, name)
 	if err != nil {
@@ -310,6 +319,9 @@ func (s *Subsystem) handlePull(_ *daemon.Daemon, w http.ResponseWriter, r *http.
 const MaxConsoleLog = 1 << 20
 
 func (s *Subsystem) handleConsole(_ *daemon.Daemon, w http.ResponseWriter, r *http.Request, rq *daemon.Request) error {
+	if err := s.wait(r.Context()); err != nil {
+		return err
+	}
 	project, name := rq.Project(), r.PathValue("name")
 	in, err := s.getRecord(r.Context(), project, name)
 	if err != nil {
@@ -364,6 +376,9 @@ func readTail(p string, max int64) ([]byte, error) {
 }
 
 func (s *Subsystem) handleMetrics(_ *daemon.Daemon, w http.ResponseWriter, r *http.Request, rq *daemon.Request) error {
+	if err := s.wait(r.Context()); err != nil {
+		return err
+	}
 	in, err := s.running(r.Context(), rq.Project(), r.PathValue("name"), "read the metrics of")
 	if err != nil {
 		return err

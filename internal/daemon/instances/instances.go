@@ -155,6 +155,9 @@ func hasFile(im *image.Image, p string) bool {
 }
 
 func (s *Subsystem) handleCreate(d *daemon.Daemon, w http.ResponseWriter, r *http.Request, rq *daemon.Request) error {
+	if err := s.wait(r.Context()); err != nil {
+		return err
+	}
 	var req api.InstancesPost
 	if err := daemon.DecodeJSON(rq.Body(), &req); err != nil {
 		return err
@@ -214,6 +217,9 @@ func sizeStr(b int64) string {
 }
 
 func (s *Subsystem) handlePatch(d *daemon.Daemon, w http.ResponseWriter, r *http.Request, rq *daemon.Request) error {
+	if err := s.wait(r.Context()); err != nil {
+		return err
+	}
 	project, name := rq.Project(), r.PathValue("name")
 	rq.SetTarget("instance/" + project + "/" + name)
 	var patch api.InstancePatch
@@ -271,6 +277,9 @@ func (s *Subsystem) handlePatch(d *daemon.Daemon, w http.ResponseWriter, r *http
 }
 
 func (s *Subsystem) handleDelete(d *daemon.Daemon, w http.ResponseWriter, r *http.Request, rq *daemon.Request) error {
+	if err := s.wait(r.Context()); err != nil {
+		return err
+	}
 	project, name := rq.Project(), r.PathValue("name")
 	rq.SetTarget("instance/" + project + "/" + name)
 	in, err := s.getRecord(r.Context(), project, name)

@@ -177,6 +177,9 @@ func (s *Subsystem) stop(ctx context.Context, in api.Instance, timeout time.Dura
 }
 
 func (s *Subsystem) handleState(d *daemon.Daemon, w http.ResponseWriter, r *http.Request, rq *daemon.Request) error {
+	if err := s.wait(r.Context()); err != nil {
+		return err
+	}
 	project, name := rq.Project(), r.PathValue("name")
 	rq.SetTarget("instance/" + project + "/" + name)
 	var req api.InstanceStatePut

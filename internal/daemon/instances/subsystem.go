@@ -60,6 +60,9 @@ type Subsystem struct {
 	agents map[string]*agent.Client // instance id -> connected agent client
 	dials  map[string]*sync.Mutex   // instance id -> dial lock
 
+	ready   chan struct{} // closed when the background start (probe, driver, re-attach) ended
+	initErr error
+
 	ctx    context.Context // ends at Stop: background work (monitor, restarts)
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -100,40 +103,69 @@ func agentBinary() (string, error) {
 	return p, nil
 }
 
-// Start opens the image store and the driver, probes the accelerator, re-attaches to the
-// instances of the store and starts the monitor.
+// Start opens the image store and starts, in the background, the accelerator probe (up to
+// ~8 s on a host whose /dev/kvm opens but cannot boot a guest), the driver, the re-attach to
+// the stored instances and the monitor. The daemon serves meanwhile: reads of records and
+// images answer at once, anything that needs the hypervisor waits for that start (ready), so
+// a daemon restart does not keep the whole API down for the probe.
 func (s *Subsystem) Start(ctx context.Context) error {
 	cfg := s.d.Config()
 	var err error
 	if s.images, err = image.OpenStore(filepath.Join(cfg.StateDir, "images")); err != nil {
 		return err
 	}
-	s.host = s.probeHost(ctx)
-	if s.host.Accel == accel.TCG {
-		s.log.Warn("guests run under TCG (software emulation): expect 10-50x slower guests than with KVM", "reason", s.host.AccelReason)
-	}
-	drvDir, err := filepath.Abs(filepath.Join(cfg.StateDir, "instances"))
-	if err != nil {
-		return err
-	}
-	if s.drv, err = compute.Load("qemu", compute.WithStateDir(drvDir), compute.WithAccel(s.host.Accel)); err != nil {
-		return err
-	}
-	if l, ok := s.drv.(interface{ Limits() compute.Limits }); ok {
-		s.limits = l.Limits()
-	} else {
-		s.limits = compute.Limits{HostCPUs: runtime.NumCPU(), HostMemoryMiB: int(s.host.MemoryBytes >> 20)}
-	}
 	if err := os.MkdirAll(s.filesDir(""), 0o700); err != nil {
 		return err
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	if err := s.reattach(ctx); err != nil {
-		s.drv.Close()
+	s.ready = make(chan struct{})
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.initErr = s.init(s.ctx)
+		if s.initErr != nil {
+			s.log.Error("instances unavailable", "err", s.initErr)
+		} else {
+			s.wg.Add(1)
+			go s.monitor()
+		}
+		close(s.ready)
+	}()
+	return nil
+}
+
+func (s *Subsystem) init(ctx context.Context) error {
+	s.host = s.probeHost(ctx)
+	if s.host.Accel == accel.TCG {
+		s.log.Warn("guests run under TCG (software emulation): expect 10-50x slower guests than with KVM", "reason", s.host.AccelReason)
+	}
+	drvDir, err := filepath.Abs(filepath.Join(s.d.Config().StateDir, "instances"))
+	if err != nil {
 		return err
 	}
-	s.wg.Add(1)
-	go s.monitor()
+	drv, err := compute.Load("qemu", compute.WithStateDir(drvDir), compute.WithAccel(s.host.Accel))
+	if err != nil {
+		return err
+	}
+	if l, ok := drv.(interface{ Limits() compute.Limits }); ok {
+		s.limits = l.Limits()
+	} else {
+		s.limits = compute.Limits{HostCPUs: runtime.NumCPU(), HostMemoryMiB: int(s.host.MemoryBytes >> 20)}
+	}
+	s.drv = drv
+	return s.reattach(ctx)
+}
+
+// wait blocks until the background start is done; handlers that need the hypervisor call it.
+func (s *Subsystem) wait(ctx context.Context) error {
+	select {
+	case <-s.ready:
+	case <-ctx.Done():
+		return daemon.Errorf(http.StatusServiceUnavailable, "the daemon is still starting its hypervisor (accelerator probe, re-attach): retry in a few seconds")
+	}
+	if s.initErr != nil {
+		return daemon.Errorf(http.StatusServiceUnavailable, "instances are unavailable on this host: %v", s.initErr)
+	}
 	return nil
 }
 
@@ -211,5 +243,8 @@ func (s *Subsystem) Routes() []*daemon.Route {
 }
 
 func (s *Subsystem) handleHost(_ *daemon.Daemon, w http.ResponseWriter, r *http.Request, _ *daemon.Request) error {
+	if err := s.wait(r.Context()); err != nil {
+		return err
+	}
 	return daemon.WriteJSON(w, 200, s.host)
 }
