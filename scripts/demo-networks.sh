@@ -11,6 +11,8 @@
 # or by the trap below if the demo fails half-way.
 if [ "$(id -u)" -ne 0 ]; then
   step "Networks: skipped (bridges and nftables need root)"
+elif ! fv network --help >/dev/null 2>&1; then
+  step "Networks: skipped (this finvirt binary has no 'network' command: main.go must add newNetworkCmd)"
 else
   _demo_networks_cleanup() {
     for l in fvbrpayments fvbrtrading fvbrclaims; do ip link del "$l" 2>/dev/null || true; done
