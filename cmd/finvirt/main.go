@@ -73,6 +73,7 @@ func newRoot() *cobra.Command {
 		newEventsCmd(g),
 		newAdminCmd(g),
 		newStorageCmd(g),
+		newNetworkCmd(g),
 	)
 	return root
 }
