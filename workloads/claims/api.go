@@ -72,18 +72,39 @@ func respond(w http.ResponseWriter, c *Claim, status int, e *Error, err error) {
 	}
 }
 
-func (s *Service) hFNOL(w http.ResponseWriter, r *http.Request) {
-	var req FNOLRequest
-	if !readBody(w, r, &req, "FNOL", 1<<20) {
+// command serves the state-changing POSTs: the bounded body decoded strictly into req, the
+// acting identity from X-Actor or the body's field (*claimed, named role in errors), then the
+// operation op builds for it.
+func (s *Service) command(w http.ResponseWriter, r *http.Request, req any, what string, limit int64, claimed *string, role string, op func(actor string) opFunc) {
+	if !readBody(w, r, req, what, limit) {
 		return
 	}
-	actor, e := resolveActor(r.Header.Get("X-Actor"), req.Actor, "actor")
+	actor, e := resolveActor(r.Header.Get("X-Actor"), *claimed, role)
 	if e != nil {
 		writeErr(w, e)
 		return
 	}
-	c, st, e, err := s.do(s.opFNOL(&req, actor))
+	c, st, e, err := s.do(op(actor))
 	respond(w, c, st, e, err)
+}
+
+// found writes v with status 200, the error notFound gives when v is nil, or the internal error.
+func found[T any](w http.ResponseWriter, v *T, err error, notFound func() *Error) {
+	switch {
+	case err != nil:
+		internalErr(w, err)
+	case v == nil:
+		writeErr(w, notFound())
+	default:
+		writeJSON(w, 200, v)
+	}
+}
+
+func (s *Service) hFNOL(w http.ResponseWriter, r *http.Request) {
+	var req FNOLRequest
+	s.command(w, r, &req, "FNOL", 1<<20, &req.Actor, "actor", func(actor string) opFunc {
+		return s.opFNOL(&req, actor)
+	})
 }
 
 func (s *Service) hGet(w http.ResponseWriter, r *http.Request) {
@@ -105,80 +126,43 @@ func (s *Service) hGet(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), waitTimeout(ms))
 		defer cancel()
 		cs, _, err := s.Wait(ctx, []string{id}, State(wf), true)
-		if err != nil {
-			internalErr(w, err)
-		} else if cs[0] == nil {
-			writeErr(w, claimNotFound(id))
-		} else {
-			writeJSON(w, 200, cs[0])
+		var c *Claim
+		if err == nil {
+			c = cs[0]
 		}
+		found(w, c, err, func() *Error { return claimNotFound(id) })
 		return
 	}
 	c, err := s.Get(id)
-	switch {
-	case err != nil:
-		internalErr(w, err)
-	case c == nil:
-		writeErr(w, claimNotFound(id))
-	default:
-		writeJSON(w, 200, c)
-	}
+	found(w, c, err, func() *Error { return claimNotFound(id) })
 }
 
 func (s *Service) hTransition(w http.ResponseWriter, r *http.Request) {
 	var req TransitionRequest
-	if !readBody(w, r, &req, "transition", 64<<10) {
-		return
-	}
-	actor, e := resolveActor(r.Header.Get("X-Actor"), req.Actor, "actor")
-	if e != nil {
-		writeErr(w, e)
-		return
-	}
-	c, st, e, err := s.do(s.opTransition(r.PathValue("id"), req.To, actor, req.Note))
-	respond(w, c, st, e, err)
+	s.command(w, r, &req, "transition", 64<<10, &req.Actor, "actor", func(actor string) opFunc {
+		return s.opTransition(r.PathValue("id"), req.To, actor, req.Note)
+	})
 }
 
 func (s *Service) hEvaluate(w http.ResponseWriter, r *http.Request) {
 	var req EvaluateRequest
-	if !readBody(w, r, &req, "evaluate", 64<<10) {
-		return
-	}
-	actor, e := resolveActor(r.Header.Get("X-Actor"), req.Actor, "actor")
-	if e != nil {
-		writeErr(w, e)
-		return
-	}
-	c, st, e, err := s.do(s.opEvaluate(r.PathValue("id"), &req, actor))
-	respond(w, c, st, e, err)
+	s.command(w, r, &req, "evaluate", 64<<10, &req.Actor, "actor", func(actor string) opFunc {
+		return s.opEvaluate(r.PathValue("id"), &req, actor)
+	})
 }
 
 func (s *Service) hApprove(w http.ResponseWriter, r *http.Request) {
 	var req ApproveRequest
-	if !readBody(w, r, &req, "approve", 64<<10) {
-		return
-	}
-	approver, e := resolveActor(r.Header.Get("X-Actor"), req.Approver, "approver")
-	if e != nil {
-		writeErr(w, e)
-		return
-	}
-	c, st, e, err := s.do(s.opApprove(r.PathValue("id"), &req, approver))
-	respond(w, c, st, e, err)
+	s.command(w, r, &req, "approve", 64<<10, &req.Approver, "approver", func(approver string) opFunc {
+		return s.opApprove(r.PathValue("id"), &req, approver)
+	})
 }
 
 func (s *Service) hDeny(w http.ResponseWriter, r *http.Request) {
 	var req DenyRequest
-	if !readBody(w, r, &req, "deny", 64<<10) {
-		return
-	}
-	actor, e := resolveActor(r.Header.Get("X-Actor"), req.Actor, "actor")
-	if e != nil {
-		writeErr(w, e)
-		return
-	}
-	c, st, e, err := s.do(s.opDeny(r.PathValue("id"), &req, actor))
-	respond(w, c, st, e, err)
+	s.command(w, r, &req, "deny", 64<<10, &req.Actor, "actor", func(actor string) opFunc {
+		return s.opDeny(r.PathValue("id"), &req, actor)
+	})
 }
 
 func (s *Service) hList(w http.ResponseWriter, r *http.Request) {
@@ -273,14 +257,9 @@ func (s *Service) hPolicy(w http.ResponseWriter, r *http.Request) {
 
 func (s *Service) hGetPolicy(w http.ResponseWriter, r *http.Request) {
 	p, err := s.GetPolicy(r.PathValue("id"))
-	switch {
-	case err != nil:
-		internalErr(w, err)
-	case p == nil:
-		writeErr(w, errf(404, "policy_not_found", "policy %q does not exist; register it with POST /v1/policies", r.PathValue("id")))
-	default:
-		writeJSON(w, 200, p)
-	}
+	found(w, p, err, func() *Error {
+		return errf(404, "policy_not_found", "policy %q does not exist; register it with POST /v1/policies", r.PathValue("id"))
+	})
 }
 
 func (s *Service) hStats(w http.ResponseWriter, r *http.Request) {
