@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/finvirt/finvirt/api"
@@ -256,6 +257,13 @@ func (d *Daemon) handleProjectDelete(w http.ResponseWriter, r *http.Request, rc 
 		}
 		if u := p.Usage; u.Instances > 0 || u.Disk > 0 {
 			return conflict("project %s is not empty (%d instances, %d bytes of disk): delete its objects first", name, u.Instances, u.Disk)
+		}
+		held, err := d.projectObjects(tx, name)
+		if err != nil {
+			return err
+		}
+		if len(held) > 0 {
+			return conflict("project %s still holds %s: delete them first", name, strings.Join(held, ", "))
 		}
 		// Grants on a deleted project must not come back to life if the name is reused.
 		if err := dropProjectGrants(tx, name); err != nil {

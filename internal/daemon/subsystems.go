@@ -28,6 +28,30 @@ type Subsystem interface {
 	Stop()
 }
 
+// ProjectUser is implemented by subsystems whose objects belong to projects without being
+// counted in the quota (networks, ACLs): a project is deleted only when none remains.
+type ProjectUser interface {
+	// ProjectObjects describes what project still holds ("2 networks"), "" for nothing.
+	ProjectObjects(tx store.Tx, project string) (string, error)
+}
+
+// projectObjects asks every subsystem what a project still holds.
+func (d *Daemon) projectObjects(tx store.Tx, project string) ([]string, error) {
+	var held []string
+	for _, s := range d.subsystems {
+		if pu, ok := s.(ProjectUser); ok {
+			what, err := pu.ProjectObjects(tx, project)
+			if err != nil {
+				return nil, err
+			}
+			if what != "" {
+				held = append(held, what)
+			}
+		}
+	}
+	return held, nil
+}
+
 var (
 	subsystemMu        sync.Mutex
 	subsystemFactories []func(*Daemon) (Subsystem, error)

@@ -496,3 +496,24 @@ func (s *subsystem) removeStrayProbes(ctx context.Context) {
 		}
 	}
 }
+
+// ProjectObjects implements daemon.ProjectUser: a project with networks or ACLs cannot be
+// deleted (they are not counted in its quota).
+func (s *subsystem) ProjectObjects(tx store.Tx, project string) (string, error) {
+	nets, err := tx.Count(networkPrefix + project + "/")
+	if err != nil {
+		return "", err
+	}
+	acls, err := tx.Count(aclPrefix + project + "/")
+	if err != nil {
+		return "", err
+	}
+	var held []string
+	if nets > 0 {
+		held = append(held, fmt.Sprintf("%d networks", nets))
+	}
+	if acls > 0 {
+		held = append(held, fmt.Sprintf("%d network ACLs", acls))
+	}
+	return strings.Join(held, " and "), nil
+}
