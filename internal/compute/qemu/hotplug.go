@@ -96,6 +96,39 @@ func qmpDo(ctx context.Context, c *qmp.Client, cmd string, args any) error {
 	return err
 }
 
+// plugStep is one QMP command of a hot-plug and the command that undoes it.
+type plugStep struct {
+	cmd, undo      string
+	args, undoArgs any
+	what           string // error prefix ("add secret: "), usually empty
+}
+
+// plug hot-plugs device dev of a running instance: it takes a spare root port, runs the steps
+// the port gives (registering each undo with r) and records the port. obj names the device
+// in errors ("disk d1").
+func (in *instance) plug(ctx context.Context, c *qmp.Client, r *revert.Reverter, obj, dev string, steps func(port string) []plugStep) error {
+	ports := in.ports()
+	port, err := in.freePort(ports)
+	if err != nil {
+		return err
+	}
+	for _, st := range steps(port) {
+		if err := qmpDo(ctx, c, st.cmd, st.args); err != nil {
+			return fmt.Errorf("instance %q: %s: %s%w", in.name, obj, st.what, err)
+		}
+		r.Add(func() { qmpDo(context.Background(), c, st.undo, st.undoArgs) })
+	}
+	ports[dev] = port
+	return in.savePorts(ports)
+}
+
+// releasePort forgets the root port of an unplugged device.
+func (in *instance) releasePort(dev string) {
+	ports := in.ports()
+	delete(ports, dev)
+	in.savePorts(ports)
+}
+
 // AttachDisk implements compute.Driver: blockdev-add of the file and format nodes (LUKS keys
 // through a QMP secret object, base64, never on a command line), then device_add of a
 // virtio-blk-pci with the disk's serial on a spare PCIe root port.
@@ -121,40 +154,26 @@ func (d *Driver) AttachDisk(ctx context.Context, name string, disk compute.DiskS
 	r := revert.New()
 	defer r.Fail()
 	if c != nil {
-		ports := in.ports()
-		port, err := in.freePort(ports)
-		if err != nil {
-			return err
-		}
-		if disk.Secret != nil {
-			if err := qmpDo(ctx, c, "object-add", map[string]any{"qom-type": "secret", "id": secretID(disk),
-				"format": "base64", "data": base64.StdEncoding.EncodeToString(disk.Secret.Key)}); err != nil {
-				return fmt.Errorf("instance %q: disk %s: add secret: %w", name, disk.ID, err)
+		err := in.plug(ctx, c, r, "disk "+disk.ID, "disk-"+disk.ID, func(port string) []plugStep {
+			var steps []plugStep
+			if disk.Secret != nil {
+				steps = append(steps, plugStep{cmd: "object-add", args: map[string]any{"qom-type": "secret", "id": secretID(disk),
+					"format": "base64", "data": base64.StdEncoding.EncodeToString(disk.Secret.Key)},
+					undo: "object-del", undoArgs: map[string]any{"id": secretID(disk)}, what: "add secret: "})
 			}
-			r.Add(func() { qmpDo(context.Background(), c, "object-del", map[string]any{"id": secretID(disk)}) })
-		}
-		file, format := diskNodes(disk)
-		if err := qmpDo(ctx, c, "blockdev-add", file); err != nil {
-			return fmt.Errorf("instance %q: disk %s: %w", name, disk.ID, err)
-		}
-		r.Add(func() { qmpDo(context.Background(), c, "blockdev-del", map[string]any{"node-name": "file-" + disk.ID}) })
-		if err := qmpDo(ctx, c, "blockdev-add", format); err != nil {
-			return fmt.Errorf("instance %q: disk %s: %w", name, disk.ID, err)
-		}
-		r.Add(func() {
-			qmpDo(context.Background(), c, "blockdev-del", map[string]any{"node-name": "drive-" + disk.ID})
+			file, format := diskNodes(disk)
+			wc := "on"
+			if disk.Cache == compute.CacheWritethrough {
+				wc = "off"
+			}
+			return append(steps,
+				plugStep{cmd: "blockdev-add", args: file, undo: "blockdev-del", undoArgs: map[string]any{"node-name": "file-" + disk.ID}},
+				plugStep{cmd: "blockdev-add", args: format, undo: "blockdev-del", undoArgs: map[string]any{"node-name": "drive-" + disk.ID}},
+				plugStep{cmd: "device_add", args: map[string]any{"driver": "virtio-blk-pci", "id": "disk-" + disk.ID,
+					"drive": "drive-" + disk.ID, "serial": serialOf(disk), "write-cache": wc, "bus": port},
+					undo: "device_del", undoArgs: map[string]any{"id": "disk-" + disk.ID}})
 		})
-		wc := "on"
-		if disk.Cache == compute.CacheWritethrough {
-			wc = "off"
-		}
-		if err := qmpDo(ctx, c, "device_add", map[string]any{"driver": "virtio-blk-pci", "id": "disk-" + disk.ID,
-			"drive": "drive-" + disk.ID, "serial": serialOf(disk), "write-cache": wc, "bus": port}); err != nil {
-			return fmt.Errorf("instance %q: disk %s: %w", name, disk.ID, err)
-		}
-		r.Add(func() { qmpDo(context.Background(), c, "device_del", map[string]any{"id": "disk-" + disk.ID}) })
-		ports["disk-"+disk.ID] = port
-		if err := in.savePorts(ports); err != nil {
+		if err != nil {
 			return err
 		}
 	}
@@ -224,9 +243,7 @@ func (d *Driver) DetachDisk(ctx context.Context, name, diskID string) error {
 		if disk.Secret != nil {
 			qmpDo(ctx, c, "object-del", map[string]any{"id": secretID(disk)})
 		}
-		ports := in.ports()
-		delete(ports, "disk-"+diskID)
-		in.savePorts(ports)
+		in.releasePort("disk-" + diskID)
 	}
 	in.setDisks(append(append([]compute.DiskSpec(nil), in.spec.Disks[:idx]...), in.spec.Disks[idx+1:]...))
 	return in.saveSpec()
@@ -252,23 +269,15 @@ func (d *Driver) AttachNIC(ctx context.Context, name string, nic compute.NICSpec
 	r := revert.New()
 	defer r.Fail()
 	if c != nil {
-		ports := in.ports()
-		port, err := in.freePort(ports)
+		err := in.plug(ctx, c, r, "nic "+nic.ID, "nic-"+nic.ID, func(port string) []plugStep {
+			return []plugStep{
+				{cmd: "netdev_add", args: map[string]any{"type": "tap", "id": "net-" + nic.ID, "ifname": nic.Tap,
+					"script": "no", "downscript": "no"}, undo: "netdev_del", undoArgs: map[string]any{"id": "net-" + nic.ID}},
+				{cmd: "device_add", args: map[string]any{"driver": "virtio-net-pci", "id": "nic-" + nic.ID,
+					"netdev": "net-" + nic.ID, "mac": nic.MAC, "bus": port}, undo: "device_del", undoArgs: map[string]any{"id": "nic-" + nic.ID}},
+			}
+		})
 		if err != nil {
-			return err
-		}
-		if err := qmpDo(ctx, c, "netdev_add", map[string]any{"type": "tap", "id": "net-" + nic.ID, "ifname": nic.Tap,
-			"script": "no", "downscript": "no"}); err != nil {
-			return fmt.Errorf("instance %q: nic %s: %w", name, nic.ID, err)
-		}
-		r.Add(func() { qmpDo(context.Background(), c, "netdev_del", map[string]any{"id": "net-" + nic.ID}) })
-		if err := qmpDo(ctx, c, "device_add", map[string]any{"driver": "virtio-net-pci", "id": "nic-" + nic.ID,
-			"netdev": "net-" + nic.ID, "mac": nic.MAC, "bus": port}); err != nil {
-			return fmt.Errorf("instance %q: nic %s: %w", name, nic.ID, err)
-		}
-		r.Add(func() { qmpDo(context.Background(), c, "device_del", map[string]any{"id": "nic-" + nic.ID}) })
-		ports["nic-"+nic.ID] = port
-		if err := in.savePorts(ports); err != nil {
 			return err
 		}
 	}
@@ -309,9 +318,7 @@ func (d *Driver) DetachNIC(ctx context.Context, name, nicID string) error {
 		if err := qmpDo(ctx, c, "netdev_del", map[string]any{"id": "net-" + nicID}); err != nil {
 			return fmt.Errorf("instance %q: nic %s: %w", name, nicID, err)
 		}
-		ports := in.ports()
-		delete(ports, "nic-"+nicID)
-		in.savePorts(ports)
+		in.releasePort("nic-" + nicID)
 	}
 	in.setNICs(append(append([]compute.NICSpec(nil), in.spec.NICs[:idx]...), in.spec.NICs[idx+1:]...))
 	return in.saveSpec()
