@@ -71,6 +71,15 @@ func TestCLIInstances(t *testing.T) {
 	if out, _, code := run("exec", "web", "--", "sh", "-c", "echo partial; exit 3"); code != 3 || out != "partial\n" {
 		t.Fatalf("exec exit 3: code %d, stdout %q", code, out)
 	}
+	if _, _, code := p.cli("launch", "--help"); code == 0 {
+		// Piped stdin reaches the guest command (binary only: in-process runs share os.Stdin).
+		cmd := exec.Command(binary, "exec", "web", "--", "tr", "a-z", "A-Z")
+		cmd.Env = append(os.Environ(), "FINVIRT_SOCKET="+p.socket)
+		cmd.Stdin = strings.NewReader("ledger\n")
+		if out, err := cmd.Output(); err != nil || string(out) != "LEDGER\n" {
+			t.Fatalf("exec with stdin: %q %v", out, err)
+		}
+	}
 	if _, errs, code := run("launch", "nosuch", "web2"); code == 0 || !strings.Contains(errs, "image nosuch not found") {
 		t.Fatalf("launch of an unknown image: exit %d, %s", code, errs)
 	}

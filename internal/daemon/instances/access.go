@@ -149,6 +149,12 @@ func (s *Subsystem) running(ctx context.Context, project, name, what string) (ap
 // agentErr maps an agent failure to an API error: what the guest refused is the caller's
 // problem (400/404); a lost connection is 502.
 func agentErr(in api.Instance, what string, err error) error {
+	return agentErrStatus(in, what, err, http.StatusNotFound)
+}
+
+// agentErrStatus is agentErr with the status for "no such file" (a missing program to exec is
+// a bad request, a missing file to pull is not found).
+func agentErrStatus(in api.Instance, what string, err error, missing int) error {
 	msg := err.Error()
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
@@ -156,7 +162,7 @@ func agentErr(in api.Instance, what string, err error) error {
 	case errors.Is(err, agent.ErrClosed):
 		return daemon.Errorf(http.StatusBadGateway, "%s in instance %s: the guest agent connection closed: %v", what, in.Name, err)
 	case strings.Contains(msg, "no such file") || strings.Contains(msg, "not found"):
-		return daemon.NotFound("%s in instance %s: %v", what, in.Name, err)
+		return daemon.Errorf(missing, "%s in instance %s: %v", what, in.Name, err)
 	case strings.HasPrefix(msg, "agent "):
 		return daemon.BadRequest("%s in instance %s: %v", what, in.Name, err)
 	}
@@ -223,7 +229,7 @@ func (s *Subsystem) handleExec(d *daemon.Daemon, w http.ResponseWriter, r *http.
 	}
 	code, err := c.Exec(ctx, er)
 	if err != nil {
-		return agentErr(in, "exec "+req.Command[0], err)
+		return agentErrStatus(in, "exec "+req.Command[0], err, http.StatusBadRequest)
 	}
 	if err := d.Commit(r.Context(), r, rq, http.StatusOK, func(store.Tx) error { return nil }); err != nil {
 		return err
