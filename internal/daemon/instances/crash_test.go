@@ -79,7 +79,23 @@ func TestCrashRestartAndReattach(t *testing.T) {
 		if in, _ := c2.GetInstance(ctx, "", "plain"); in.Status != api.InstanceError {
 			t.Fatalf("crashed instance after daemon restart: %+v", in)
 		}
+		// restart=always also boots a guest that powered itself off.
+		always := api.RestartAlways
+		if _, err := c2.UpdateInstance(ctx, "", "crashy", api.InstancePatch{Restart: &always}); err != nil {
+			t.Fatal(err)
+		}
+		c2.Exec(ctx, "", "crashy", api.InstanceExecPost{Command: []string{"poweroff", "-f"}, Timeout: 5}) // the guest dies under the exec
+		in = waitFor(t, c2, "", "crashy", 150*time.Second, "restarted after power-off", func(in api.Instance) bool {
+			return in.Status == api.InstanceRunning && in.Restarts == 2 && in.AgentReady
+		})
+		if res := execIn(t, c2, "", "crashy", "true"); res.ExitCode != 0 {
+			t.Fatalf("exec after power-off restart: %+v", res)
+		}
 		state(t, c2, "", "crashy", "stop")
+		time.Sleep(2*instances.MonitorInterval + time.Second)
+		if in, _ := c2.GetInstance(ctx, "", "crashy"); in.Status != api.InstanceStopped || in.Restarts != 2 {
+			t.Fatalf("a requested stop was restarted: %+v", in)
+		}
 		if err := c2.DeleteInstance(ctx, "", "crashy", false); err != nil {
 			t.Fatal(err)
 		}

@@ -42,7 +42,7 @@ func TestInstanceLifecycle(t *testing.T) {
 		t.Fatalf("image: %+v", im)
 	}
 	t0 := time.Now()
-	in := launch(t, c, "", api.InstancesPost{Name: "vm1", Image: "busy", Command: "echo workload-started; sleep 3600", Env: map[string]string{"GREETING": "hello"}})
+	in := launch(t, c, "", api.InstancesPost{Name: "vm1", Image: "busy", Balloon: true, Command: "echo workload-started; sleep 3600", Env: map[string]string{"GREETING": "hello"}})
 	t.Logf("launch to agent ready through the API: %s", time.Since(t0).Round(time.Millisecond))
 
 	t.Run("exec guest kernel", func(t *testing.T) {
@@ -114,6 +114,28 @@ func TestInstanceLifecycle(t *testing.T) {
 		m, err := c.InstanceMetrics(ctx, "", "vm1")
 		if err != nil || m["mem_total"] == nil || m["mem_total"].(float64) <= 0 {
 			t.Fatalf("metrics: %v %v", m, err)
+		}
+	})
+	t.Run("balloon", func(t *testing.T) {
+		before, _ := c.InstanceMetrics(ctx, "", "vm1")
+		big := int64(1 << 30)
+		_, err := c.UpdateInstance(ctx, "", "vm1", api.InstancePatch{BalloonTarget: &big})
+		wantStatus(t, err, 400, "balloon target")
+		target := int64(128 << 20)
+		if in, err := c.UpdateInstance(ctx, "", "vm1", api.InstancePatch{BalloonTarget: &target}); err != nil || in.BalloonTarget != target {
+			t.Fatalf("set balloon: %+v %v", in, err)
+		}
+		// The guest's balloon driver gives the pages back: MemTotal shrinks by about 64 MiB.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			m, err := c.InstanceMetrics(ctx, "", "vm1")
+			if err == nil && before["mem_total"].(float64)-m["mem_total"].(float64) > 40<<20 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("guest MemTotal did not shrink: before %v, now %v (%v)", before["mem_total"], m["mem_total"], err)
+			}
+			time.Sleep(300 * time.Millisecond)
 		}
 	})
 	t.Run("pause resume", func(t *testing.T) {

@@ -1,7 +1,14 @@
 package instances_test
 
 import (
+	"errors"
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/finvirt/finvirt/api"
+	"github.com/finvirt/finvirt/client"
 
 	"github.com/finvirt/finvirt/internal/daemon"
 	dt "github.com/finvirt/finvirt/internal/daemon/daemontest"
@@ -43,4 +50,45 @@ func TestRBACMatrix(t *testing.T) {
 		dt.Row("GET", in+"/metrics?project=bank", "", read...),
 	}
 	td.CheckRBAC(t, roles, rows, "/1.0/instances", "/1.0/images", "/1.0/host")
+}
+
+// TestFourEyesDelete: deleting an instance in a protected project files an approval and
+// changes nothing; a second identity's approval carries the deletion out (record, usage and VM
+// directory gone) through the same handler.
+func TestFourEyesDelete(t *testing.T) {
+	needVM(t)
+	sd := stateDir(t)
+	td := start(t, sd)
+	c := td.Local
+	ctx := ctxT(t, 2*time.Minute)
+	td.MustProject(t, "vault", true)
+	buildImage(t, c, "busy")
+	no := false
+	op, err := c.CreateInstance(ctx, "vault", api.InstancesPost{Name: "ledger", Image: "busy", VCPUs: 1, Memory: 128 << 20, Start: &no})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WaitOperation(ctx, op.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	var pa *client.PendingApproval
+	if err := c.DeleteInstance(ctx, "vault", "ledger", false); !errors.As(err, &pa) {
+		t.Fatalf("delete in a protected project: %v, want a pending approval", err)
+	}
+	if in, err := c.GetInstance(ctx, "vault", "ledger"); err != nil || in.Status != api.InstanceStopped {
+		t.Fatalf("instance changed before approval: %+v %v", in, err)
+	}
+	second := td.TokenFor(t, "second-admin", api.RoleAdmin, "")
+	a, err := second.DecideApproval(ctx, pa.Approval.ID, true, "decommission")
+	if err != nil || a.Status != api.ApprovalApproved {
+		t.Fatalf("approve: %+v %v", a, err)
+	}
+	_, err = c.GetInstance(ctx, "vault", "ledger")
+	wantStatus(t, err, 404, "ledger")
+	if p, _ := c.GetProject(ctx, "vault"); p.Usage != (api.ProjectUsage{}) {
+		t.Fatalf("usage after approved delete: %+v", p.Usage)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(sd, "instances")); len(ents) != 0 {
+		t.Fatalf("VM dirs left: %v", ents)
+	}
 }
