@@ -114,3 +114,25 @@ func (c *Client) InstanceMetrics(ctx context.Context, project, name string) (map
 	var out map[string]any
 	return out, c.Do(ctx, "GET", instancePath(project, name, "/metrics", nil), nil, &out)
 }
+
+// FollowConsole writes the console log (the last lines lines when lines > 0) to w and then
+// what the guest prints, until ctx ends or the instance is deleted.
+func (c *Client) FollowConsole(ctx context.Context, project, name string, lines int, w io.Writer) error {
+	q := url.Values{"follow": {"true"}}
+	if lines > 0 {
+		q.Set("lines", fmt.Sprint(lines))
+	}
+	resp, err := c.stream(ctx, "GET", instancePath(project, name, "/console", q), nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return c.decode(resp, nil)
+	}
+	_, err = io.Copy(w, resp.Body)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}

@@ -300,17 +300,20 @@ func newExecCmd(g *globals) *cobra.Command {
 
 func newConsoleCmd(g *globals) *cobra.Command {
 	var project string
-	var showLog bool
+	var showLog, follow bool
 	var lines int
 	cmd := &cobra.Command{
 		Use: "console NAME --show-log", Short: "Show an instance's serial console log", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !showLog {
-				return fmt.Errorf("the interactive console is not available yet: use 'finvirt console %s --show-log' (or 'finvirt exec %s -- sh')", args[0], args[0])
+			if !showLog && !follow {
+				return fmt.Errorf("the interactive console is not available yet: use 'finvirt console %s --show-log [--follow]' (or 'finvirt exec %s -- sh -c ...')", args[0], args[0])
 			}
 			c, err := g.client()
 			if err != nil {
 				return err
+			}
+			if follow {
+				return c.FollowConsole(cmd.Context(), project, args[0], lines, stdout)
 			}
 			b, err := c.ConsoleLog(cmd.Context(), project, args[0], lines)
 			if err != nil {
@@ -323,6 +326,7 @@ func newConsoleCmd(g *globals) *cobra.Command {
 	projectFlag(cmd, &project)
 	cmd.Flags().BoolVar(&showLog, "show-log", false, "print the console log")
 	cmd.Flags().IntVar(&lines, "lines", 0, "only the last N lines")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing what the guest writes (Ctrl-C ends)")
 	return cmd
 }
 

@@ -359,8 +359,54 @@ func (s *Subsystem) handleConsole(_ *daemon.Daemon, w http.ResponseWriter, r *ht
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
-	_, err = w.Write(b)
-	return err
+	if _, err = w.Write(b); err != nil || r.URL.Query().Get("follow") != "true" {
+		return err
+	}
+	return followLog(r.Context(), w, info.SerialLog)
+}
+
+// followLog streams what is appended to the serial log until the client goes away or the log
+// is removed (the instance was deleted), like tail -f. A read-only console: the appliance has
+// no shell on its serial port (use exec for that).
+func followLog(ctx context.Context, w http.ResponseWriter, p string) error {
+	fl, _ := w.(http.Flusher)
+	f, err := os.Open(p)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	if _, err := f.Seek(0, io.SeekEnd); err != nil {
+		return nil
+	}
+	if fl != nil {
+		fl.Flush()
+	}
+	buf := make([]byte, 32<<10)
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return nil
+			}
+			if fl != nil {
+				fl.Flush()
+			}
+			continue
+		}
+		if err != nil && err != io.EOF {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if _, err := os.Stat(p); err != nil {
+				return nil
+			}
+		}
+	}
 }
 
 func readTail(p string, max int64) ([]byte, error) {

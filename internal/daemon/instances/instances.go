@@ -33,7 +33,7 @@ func (s *Subsystem) instanceRoutes() []*daemon.Route {
 		{Method: "POST", Path: n + "/exec", Summary: "Run a command in the guest through its agent (output buffered, 8 MiB cap)", Perm: W, Project: P, Action: "instance.exec", Body: api.InstanceExecPost{}, Reply: api.InstanceExecResult{}, Handler: s.handleExec},
 		{Method: "PUT", Path: n + "/files", Summary: "Write a guest file (?path=, ?mode=; body streamed)", Perm: W, Project: P, Action: "instance.file-push", StreamBody: true, Reply: api.InstanceFile{}, Handler: s.handlePush},
 		{Method: "GET", Path: n + "/files", Summary: "Read a guest file (?path=)", Perm: R, Project: P, Handler: s.handlePull},
-		{Method: "GET", Path: n + "/console", Summary: "The serial console log (?lines=N for the last N lines)", Perm: R, Project: P, Handler: s.handleConsole},
+		{Method: "GET", Path: n + "/console", Summary: "The serial console log (?lines=N: the last N lines; ?follow=true: then stream what the guest prints)", Perm: R, Project: P, Handler: s.handleConsole},
 		{Method: "GET", Path: n + "/metrics", Summary: "Guest CPU, memory, load and workload usage from the agent", Perm: R, Project: P, Handler: s.handleMetrics},
 	}
 }

@@ -1,8 +1,10 @@
 package instances_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,6 +93,29 @@ func TestInstanceLifecycle(t *testing.T) {
 		if n := bytes.Count(log, []byte("\n")); n > 3 {
 			t.Fatalf("lines=3 returned %d lines", n)
 		}
+	})
+	t.Run("console follow", func(t *testing.T) {
+		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(c.FollowConsole(fctx, "", "vm1", 1, pw)) }()
+		found := make(chan bool, 1)
+		go func() {
+			sc := bufio.NewScanner(pr)
+			for sc.Scan() {
+				if strings.Contains(sc.Text(), "follow-marker-42") {
+					found <- true
+					return
+				}
+			}
+			found <- false
+		}()
+		time.Sleep(500 * time.Millisecond) // the stream is open before the guest writes
+		execIn(t, c, "", "vm1", "sh", "-c", "echo follow-marker-42 > /dev/console")
+		if !<-found {
+			t.Fatal("the followed console did not show what the guest wrote")
+		}
+		cancel()
 	})
 	t.Run("files push and pull", func(t *testing.T) {
 		data := bytes.Repeat([]byte("ledger\x00\xff"), 100_000)
