@@ -99,10 +99,10 @@ func (s *Subsystem) removeStrayFiles(known []string) {
 // the failure is one a restart can fix.
 func (s *Subsystem) markError(in api.Instance, reason string, restartable bool) {
 	ctx := context.Background()
-	s.dropAgent(in.ID)
-	if _, err := s.setStatus(ctx, in.Project, in.Name, api.InstanceError, reason); err != nil {
+	if _, err := s.setStatusIf(ctx, in, api.InstanceError, reason); err != nil {
 		return
 	}
+	s.dropAgent(in.ID)
 	s.d.AuditEvent(ctx, "instance.crashed", "instance/"+in.Project+"/"+in.Name, in.Project, api.OutcomeFailed, reason)
 	s.log.Warn("instance failed", "instance", in.Name, "project", in.Project, "reason", reason)
 	if restartable && (in.Restart == api.RestartOnFailure || in.Restart == api.RestartAlways) {
@@ -174,15 +174,17 @@ func (s *Subsystem) monitor() {
 			case st.State == compute.StateError:
 				s.markError(in, st.Reason, true)
 			case st.State == compute.StateStopped:
+				if _, err := s.setStatusIf(context.Background(), in, api.InstanceStopped, st.Reason); err != nil {
+					continue
+				}
 				s.dropAgent(in.ID)
-				s.setStatus(context.Background(), in.Project, in.Name, api.InstanceStopped, st.Reason)
 				if in.Restart == api.RestartAlways {
 					s.autoRestart(in, st.Reason)
 				}
 			case st.State == compute.StatePaused && in.Status == api.InstanceRunning:
-				s.setStatus(context.Background(), in.Project, in.Name, api.InstancePaused, st.Reason)
+				s.setStatusIf(context.Background(), in, api.InstancePaused, st.Reason)
 			case st.State == compute.StateRunning && in.Status == api.InstancePaused:
-				s.setStatus(context.Background(), in.Project, in.Name, api.InstanceRunning, "")
+				s.setStatusIf(context.Background(), in, api.InstanceRunning, "")
 			}
 		}
 	}

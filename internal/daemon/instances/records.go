@@ -77,6 +77,11 @@ func (s *Subsystem) listRecords(ctx context.Context, project string) ([]api.Inst
 // boot progress, crash detection). It returns the updated record; a deleted record is
 // ErrNotFound.
 func (s *Subsystem) update(ctx context.Context, project, name string, fn func(*api.Instance)) (api.Instance, error) {
+	return s.updateIf(ctx, project, name, func(in *api.Instance) error { fn(in); return nil })
+}
+
+// updateIf is update where fn may refuse the change (its error aborts the transaction).
+func (s *Subsystem) updateIf(ctx context.Context, project, name string, fn func(*api.Instance) error) (api.Instance, error) {
 	var out api.Instance
 	err := s.d.Store().Update(ctx, func(tx store.Tx) error {
 		e, err := tx.Get(recordKey(project, name))
@@ -87,7 +92,9 @@ func (s *Subsystem) update(ctx context.Context, project, name string, fn func(*a
 		if err != nil {
 			return err
 		}
-		fn(&in)
+		if err := fn(&in); err != nil {
+			return err
+		}
 		in.UpdatedAt = time.Now().UTC()
 		out = in
 		return tx.CompareAndSwap(e.Key, encode(in), e.ModRev)
@@ -95,10 +102,24 @@ func (s *Subsystem) update(ctx context.Context, project, name string, fn func(*a
 	return out, err
 }
 
+// errChanged says a record changed since the caller read it.
+var errChanged = errors.New("instance record changed meanwhile")
+
 // setStatus records a status and publishes the lifecycle event for the transition.
 func (s *Subsystem) setStatus(ctx context.Context, project, name, status, reason string) (api.Instance, error) {
+	return s.setStatusIf(ctx, api.Instance{Project: project, Name: name}, status, reason)
+}
+
+// setStatusIf is setStatus only if the record is unchanged since seen was read (seen's
+// UpdatedAt set), else errChanged: the monitor acts on what it saw, and a stop or start the
+// user made in between must not be taken for a crash (and restarted).
+func (s *Subsystem) setStatusIf(ctx context.Context, seen api.Instance, status, reason string) (api.Instance, error) {
+	project, name := seen.Project, seen.Name
 	var old string
-	in, err := s.update(ctx, project, name, func(in *api.Instance) {
+	in, err := s.updateIf(ctx, project, name, func(in *api.Instance) error {
+		if !seen.UpdatedAt.IsZero() && !in.UpdatedAt.Equal(seen.UpdatedAt) {
+			return errChanged
+		}
 		old = in.Status
 		in.Status, in.StatusReason = status, reason
 		if status != api.InstanceRunning && status != api.InstancePaused {
@@ -107,6 +128,7 @@ func (s *Subsystem) setStatus(ctx context.Context, project, name, status, reason
 				in.PID = 0
 			}
 		}
+		return nil
 	})
 	if err == nil && old != status {
 		md := map[string]string{"status": status}
