@@ -161,3 +161,33 @@ func TestQuotaRefusesSecondLaunch(t *testing.T) {
 		t.Fatalf("usage after delete: %+v", p.Usage)
 	}
 }
+
+// TestDaemonStopDuringLaunch: a daemon stopped while a launch is booting cancels the launch,
+// and its rollback completes before the store closes: no QEMU, no record, no usage.
+func TestDaemonStopDuringLaunch(t *testing.T) {
+	needVM(t)
+	sd := stateDir(t)
+	td := start(t, sd)
+	c := td.Local
+	ctx := ctxT(t, 2*time.Minute)
+	buildImage(t, c, "busy")
+	op, err := c.CreateInstance(ctx, "", api.InstancesPost{Name: "cut", Image: "busy", VCPUs: 1, Memory: 128 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for o := op; o.Progress < 30; time.Sleep(20 * time.Millisecond) {
+		if o, err = c.GetOperation(ctx, op.ID, 0); err != nil || o.Status != api.OperationRunning {
+			t.Fatalf("launch ended before the daemon stopped: %+v %v", o, err)
+		}
+	}
+	td.Stop()
+	if pids := qemuPids(sd); len(pids) != 0 {
+		t.Fatalf("QEMU left by a cancelled launch: %v", pids)
+	}
+	td2 := dt.Start(t, func(cfg *daemon.Config) { cfg.StateDir = sd })
+	_, err = td2.Local.GetInstance(ctx, "", "cut")
+	wantStatus(t, err, 404, "cut")
+	if p, _ := td2.Local.GetProject(ctx, "default"); p.Usage != (api.ProjectUsage{}) {
+		t.Fatalf("usage after a cancelled launch: %+v", p.Usage)
+	}
+}

@@ -166,7 +166,7 @@ func (s *Subsystem) handleImageBuild(d *daemon.Daemon, w http.ResponseWriter, r 
 		s.release(key)
 		return err
 	}
-	op := d.StartOperation("Building "+req.Kind+" image "+req.Name, "", map[string]string{"images": "/1.0/images/" + req.Name}, func(ctx context.Context, progress daemon.ProgressFunc) error {
+	op := s.startOp("Building "+req.Kind+" image "+req.Name, "", map[string]string{"images": "/1.0/images/" + req.Name}, func(ctx context.Context, progress daemon.ProgressFunc) error {
 		defer s.release(key)
 		var err error
 		if req.Kind == api.ImageFull {

@@ -194,7 +194,7 @@ func (s *Subsystem) handleCreate(d *daemon.Daemon, w http.ResponseWriter, r *htt
 	}
 	d.Lifecycle(rq, "instance-created", project, instanceSource(project, in.Name))
 	start := req.Start == nil || *req.Start
-	op := d.StartOperation("Launching instance "+in.Name, project, map[string]string{"instances": instanceSource(project, in.Name)}, func(ctx context.Context, progress daemon.ProgressFunc) error {
+	op := s.startOp("Launching instance "+in.Name, project, map[string]string{"instances": instanceSource(project, in.Name)}, func(ctx context.Context, progress daemon.ProgressFunc) error {
 		defer s.release(key)
 		return s.launch(ctx, in, im, start, progress)
 	})

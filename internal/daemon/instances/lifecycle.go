@@ -216,7 +216,7 @@ func (s *Subsystem) handleState(d *daemon.Daemon, w http.ResponseWriter, r *http
 		return err
 	}
 	timeout := time.Duration(req.Timeout) * time.Second
-	op := d.StartOperation(strings.ToUpper(req.Action[:1])+req.Action[1:]+" instance "+name, project, map[string]string{"instances": instanceSource(project, name)}, func(ctx context.Context, progress daemon.ProgressFunc) error {
+	op := s.startOp(strings.ToUpper(req.Action[:1])+req.Action[1:]+" instance "+name, project, map[string]string{"instances": instanceSource(project, name)}, func(ctx context.Context, progress daemon.ProgressFunc) error {
 		defer s.release(key)
 		var err error
 		switch req.Action {

@@ -119,7 +119,7 @@ func (s *Subsystem) autoRestart(in api.Instance, cause string) {
 	if !s.acquire(key, "restart by policy") {
 		return
 	}
-	s.d.StartOperation("Restarting instance "+in.Name+" (restart policy "+in.Restart+")", in.Project, map[string]string{"instances": instanceSource(in.Project, in.Name)}, func(ctx context.Context, progress daemon.ProgressFunc) error {
+	s.startOp("Restarting instance "+in.Name+" (restart policy "+in.Restart+")", in.Project, map[string]string{"instances": instanceSource(in.Project, in.Name)}, func(ctx context.Context, progress daemon.ProgressFunc) error {
 		defer s.release(key)
 		cur, err := s.update(ctx, in.Project, in.Name, func(r *api.Instance) { r.Restarts++ })
 		if err != nil {

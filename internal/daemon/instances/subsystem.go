@@ -63,6 +63,8 @@ type Subsystem struct {
 	ready   chan struct{} // closed when the background start (probe, driver, re-attach) ended
 	initErr error
 
+	ops sync.WaitGroup // operations of this subsystem in flight
+
 	ctx    context.Context // ends at Stop: background work (monitor, restarts)
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -169,13 +171,31 @@ func (s *Subsystem) wait(ctx context.Context) error {
 	return nil
 }
 
-// Stop ends the monitor and closes control and agent connections. VMs keep running.
+// startOp runs fn as a daemon operation that Stop waits for.
+func (s *Subsystem) startOp(desc, project string, res map[string]string, fn func(context.Context, daemon.ProgressFunc) error) api.Operation {
+	s.ops.Add(1)
+	return s.d.StartOperation(desc, project, res, func(ctx context.Context, p daemon.ProgressFunc) error {
+		defer s.ops.Done()
+		return fn(ctx, p)
+	})
+}
+
+// Stop ends the monitor and closes control and agent connections. VMs keep running. The
+// daemon has cancelled its operations by now; Stop waits (bounded) for ours to finish so a
+// cancelled launch rolls back while the store is still open.
 func (s *Subsystem) Stop() {
 	if s.cancel == nil {
 		return
 	}
 	s.cancel()
 	s.wg.Wait()
+	done := make(chan struct{})
+	go func() { s.ops.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		s.log.Warn("instance operations still running at shutdown")
+	}
 	s.mu.Lock()
 	for id, c := range s.agents {
 		c.Close()
