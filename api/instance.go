@@ -70,6 +70,9 @@ type InstancePatch struct {
 	Restart *string `json:"restart,omitempty"`
 	// BalloonTarget sets the guest memory target in bytes (the VM needs a balloon).
 	BalloonTarget *int64 `json:"balloon_target,omitempty"`
+	// VCPUs and Memory (bytes) resize a stopped instance (quota checked on the difference).
+	VCPUs  *int   `json:"vcpus,omitempty"`
+	Memory *int64 `json:"memory,omitempty"`
 }
 
 // InstanceStatePut changes the run state (POST /1.0/instances/{name}/state); an operation.

@@ -419,7 +419,7 @@ func newConfigCmd(g *globals) *cobra.Command {
 	var project string
 	set := &cobra.Command{
 		Use:   "set NAME KEY=VALUE...",
-		Short: "Set restart=never|on-failure|always or limits.memory.balloon=SIZE (needs --balloon at launch)",
+		Short: "Set restart=never|on-failure|always, limits.memory.balloon=SIZE (needs --balloon at launch), limits.cpu=N or limits.memory=SIZE (stopped instances)",
 		Args:  cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var patch api.InstancePatch
@@ -437,8 +437,20 @@ func newConfigCmd(g *globals) *cobra.Command {
 						return fmt.Errorf("%s: %v", k, err)
 					}
 					patch.BalloonTarget = &n
+				case "limits.cpu":
+					n, err := strconv.Atoi(v)
+					if err != nil {
+						return fmt.Errorf("%s=%q: give a number of vCPUs", k, v)
+					}
+					patch.VCPUs = &n
+				case "limits.memory":
+					n, err := units.ParseSize(v)
+					if err != nil {
+						return fmt.Errorf("%s: %v", k, err)
+					}
+					patch.Memory = &n
 				default:
-					return fmt.Errorf("unknown key %q: use restart or limits.memory.balloon", k)
+					return fmt.Errorf("unknown key %q: use restart, limits.cpu, limits.memory or limits.memory.balloon", k)
 				}
 			}
 			c, err := g.client()

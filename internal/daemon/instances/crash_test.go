@@ -154,6 +154,27 @@ func TestQuotaRefusesSecondLaunch(t *testing.T) {
 	}
 	_, err = c.CreateInstance(ctx, "tiny", api.InstancesPost{Name: "two", Image: "busy", VCPUs: 1, Memory: 128 << 20})
 	wantStatus(t, err, 409, "memory")
+	// Resize: only when stopped, quota checked on the difference.
+	big, fits, two := int64(512<<20), int64(256<<20), 2
+	_, err = c.UpdateInstance(ctx, "tiny", "one", api.InstancePatch{Memory: &fits})
+	wantStatus(t, err, 409, "stop it")
+	state(t, c, "tiny", "one", "stop")
+	_, err = c.UpdateInstance(ctx, "tiny", "one", api.InstancePatch{Memory: &big})
+	wantStatus(t, err, 409, "memory")
+	zero := 0
+	_, err = c.UpdateInstance(ctx, "tiny", "one", api.InstancePatch{VCPUs: &zero})
+	wantStatus(t, err, 400, "vcpus 0")
+	if in, err := c.UpdateInstance(ctx, "tiny", "one", api.InstancePatch{Memory: &fits, VCPUs: &two}); err != nil || in.Memory != fits || in.VCPUs != 2 {
+		t.Fatalf("resize: %+v %v", in, err)
+	}
+	if p, _ := c.GetProject(ctx, "tiny"); p.Usage.Memory != fits || p.Usage.VCPUs != 2 {
+		t.Fatalf("usage after resize: %+v", p.Usage)
+	}
+	state(t, c, "tiny", "one", "start")
+	res := execIn(t, c, "tiny", "one", "sh", "-c", "grep -c ^processor /proc/cpuinfo; awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo")
+	if f := strings.Fields(string(res.Stdout)); len(f) != 2 || f[0] != "2" || len(f[1]) != 3 || f[1] < "200" {
+		t.Fatalf("guest after resize to 2 vCPUs, 256MiB: %q", res.Stdout)
+	}
 	if err := c.DeleteInstance(ctx, "tiny", "one", true); err != nil {
 		t.Fatal(err)
 	}

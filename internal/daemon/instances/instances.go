@@ -75,16 +75,8 @@ func (s *Subsystem) validateCreate(project string, req *api.InstancesPost) (api.
 	if err != nil {
 		return api.Instance{}, nil, err
 	}
-	maxCPU := compute.MaxVCPUsFor(s.limits.HostCPUs)
-	if req.VCPUs < 1 || req.VCPUs > maxCPU {
-		return api.Instance{}, nil, daemon.BadRequest("instance %s: vcpus %d is out of range: this host allows 1 to %d", req.Name, req.VCPUs, maxCPU)
-	}
-	minMem, maxMem := int64(compute.MinMemoryMiB)<<20, int64(s.limits.HostMemoryMiB)<<20
-	if req.Memory < minMem || req.Memory > maxMem {
-		return api.Instance{}, nil, daemon.BadRequest("instance %s: memory %s is out of range: give %dMiB to %dMiB (the host's RAM)", req.Name, sizeStr(req.Memory), compute.MinMemoryMiB, s.limits.HostMemoryMiB)
-	}
-	if req.Memory%(1<<20) != 0 {
-		return api.Instance{}, nil, daemon.BadRequest("instance %s: memory %d bytes is not a whole number of MiB", req.Name, req.Memory)
+	if err := s.validateSize(req.Name, req.VCPUs, req.Memory); err != nil {
+		return api.Instance{}, nil, err
 	}
 	if req.Restart == "" {
 		req.Restart = api.RestartNever
@@ -235,12 +227,16 @@ func (s *Subsystem) handlePatch(d *daemon.Daemon, w http.ResponseWriter, r *http
 			return err
 		}
 	}
+	mem := in.Memory
+	if patch.Memory != nil {
+		mem = *patch.Memory
+	}
 	if t := patch.BalloonTarget; t != nil {
 		if !in.Balloon {
 			return daemon.Conflict("instance %s has no memory balloon: launch it with --balloon to change its memory at run time", name)
 		}
-		if *t != 0 && (*t < int64(compute.MinMemoryMiB)<<20 || *t > in.Memory || *t%(1<<20) != 0) {
-			return daemon.BadRequest("instance %s: balloon target %s must be whole MiB between %dMiB and the instance memory %s (0 = no target)", name, sizeStr(*t), compute.MinMemoryMiB, sizeStr(in.Memory))
+		if *t != 0 && (*t < int64(compute.MinMemoryMiB)<<20 || *t > mem || *t%(1<<20) != 0) {
+			return daemon.BadRequest("instance %s: balloon target %s must be whole MiB between %dMiB and the instance memory %s (0 = no target)", name, sizeStr(*t), compute.MinMemoryMiB, sizeStr(mem))
 		}
 		if *t != 0 && in.Status == api.InstanceRunning {
 			// Apply to the running guest first: a target the hypervisor refuses is not stored.
@@ -249,9 +245,34 @@ func (s *Subsystem) handlePatch(d *daemon.Daemon, w http.ResponseWriter, r *http
 			}
 		}
 	}
+	resized := in
+	if patch.VCPUs != nil {
+		resized.VCPUs = *patch.VCPUs
+	}
+	if patch.Memory != nil {
+		resized.Memory = *patch.Memory
+	}
+	resize := resized.VCPUs != in.VCPUs || resized.Memory != in.Memory
+	key := recordKey(project, name)
+	if resize {
+		if err := s.validateSize(name, resized.VCPUs, resized.Memory); err != nil {
+			return err
+		}
+		if t := in.BalloonTarget; patch.BalloonTarget == nil && t > resized.Memory {
+			return daemon.BadRequest("instance %s: memory %s is below its balloon target %s: lower the target too", name, sizeStr(resized.Memory), sizeStr(t))
+		}
+		if !s.acquire(key, "resize") {
+			return busyErr(in, s.busyWith(key))
+		}
+		defer s.release(key)
+		if st, err := s.drv.State(r.Context(), in.ID); err != nil || (in.Status != api.InstanceStopped && in.Status != api.InstanceError) || st.State != compute.StateStopped && st.State != compute.StateError {
+			return daemon.Conflict("instance %s in project %s is %s: stop it before changing vcpus or memory ('finvirt stop %s%s')", name, project, in.Status, name, projectFlag(project))
+		}
+	}
+	delta := api.ProjectUsage{VCPUs: resized.VCPUs - in.VCPUs, Memory: resized.Memory - in.Memory}
 	var out api.Instance
 	err = d.Commit(r.Context(), r, rq, http.StatusOK, func(tx store.Tx) error {
-		e, err := tx.Get(recordKey(project, name))
+		e, err := tx.Get(key)
 		if err != nil {
 			return daemon.NotFound("instance %s not found in project %s", name, project)
 		}
@@ -265,6 +286,13 @@ func (s *Subsystem) handlePatch(d *daemon.Daemon, w http.ResponseWriter, r *http
 		if patch.BalloonTarget != nil {
 			cur.BalloonTarget = *patch.BalloonTarget
 		}
+		if resize {
+			cur.VCPUs, cur.Memory = resized.VCPUs, resized.Memory
+			// The quota sees the difference, in the transaction that stores the new size.
+			if _, err := daemon.AdjustUsage(tx, project, delta); err != nil {
+				return err
+			}
+		}
 		cur.UpdatedAt = time.Now().UTC()
 		out = cur
 		return tx.CompareAndSwap(e.Key, encode(cur), e.ModRev)
@@ -272,8 +300,57 @@ func (s *Subsystem) handlePatch(d *daemon.Daemon, w http.ResponseWriter, r *http
 	if err != nil {
 		return err
 	}
+	if resize {
+		if err := s.redefine(r.Context(), in, out); err != nil {
+			// Put the record and the usage back: the VM keeps its old size.
+			s.d.Store().Update(context.Background(), func(tx store.Tx) error {
+				if err := tx.Put(key, encode(in)); err != nil {
+					return err
+				}
+				_, err := daemon.AdjustUsage(tx, project, api.ProjectUsage{VCPUs: -delta.VCPUs, Memory: -delta.Memory})
+				return err
+			})
+			return err
+		}
+	}
 	d.Lifecycle(rq, "instance-updated", project, instanceSource(project, name))
 	return daemon.WriteJSON(w, http.StatusOK, out)
+}
+
+// redefine gives a stopped VM a new size: the driver fixes the spec at Create, so the driver
+// instance is recreated (the boot files in instance-files/ stay). On failure the old
+// definition is restored.
+func (s *Subsystem) redefine(ctx context.Context, old, cur api.Instance) error {
+	im, err := s.images.Get(cur.ImageID)
+	if err != nil {
+		return daemon.Conflict("instance %s: its image %s is gone: %v", cur.Name, cur.Image, err)
+	}
+	if err := s.drv.Delete(ctx, cur.ID); err != nil && !errors.Is(err, compute.ErrNotFound) {
+		return err
+	}
+	if _, err := s.drv.Create(ctx, s.spec(cur, im)); err != nil {
+		if _, rerr := s.drv.Create(context.Background(), s.spec(old, im)); rerr != nil {
+			s.log.Error("restoring the VM definition failed", "instance", cur.Name, "err", rerr)
+		}
+		return daemon.BadRequest("instance %s: resize refused by the hypervisor: %v", cur.Name, err)
+	}
+	return nil
+}
+
+// validateSize checks vcpus and memory against the host (create and resize).
+func (s *Subsystem) validateSize(name string, vcpus int, memory int64) error {
+	maxCPU := compute.MaxVCPUsFor(s.limits.HostCPUs)
+	if vcpus < 1 || vcpus > maxCPU {
+		return daemon.BadRequest("instance %s: vcpus %d is out of range: this host allows 1 to %d", name, vcpus, maxCPU)
+	}
+	minMem, maxMem := int64(compute.MinMemoryMiB)<<20, int64(s.limits.HostMemoryMiB)<<20
+	if memory < minMem || memory > maxMem {
+		return daemon.BadRequest("instance %s: memory %s is out of range: give %dMiB to %dMiB (the host's RAM)", name, sizeStr(memory), compute.MinMemoryMiB, s.limits.HostMemoryMiB)
+	}
+	if memory%(1<<20) != 0 {
+		return daemon.BadRequest("instance %s: memory %d bytes is not a whole number of MiB", name, memory)
+	}
+	return nil
 }
 
 func (s *Subsystem) handleDelete(d *daemon.Daemon, w http.ResponseWriter, r *http.Request, rq *daemon.Request) error {
