@@ -19,18 +19,18 @@ import (
 // newInstanceCommands are the VM commands: top-level like Incus (launch, exec, list, stop...)
 // plus 'finvirt image' and 'finvirt instance show'.
 func newInstanceCommands(g *globals) []*cobra.Command {
-	cmds := []*cobra.Command{newImageCmd(g), newLaunchCmd(g), newListCmd(g), newExecCmd(g), newConsoleCmd(g), newFileCmd(g), newConfigCmd(g), newMetricsCmd(g), newDeleteCmd(g), newInstanceCmd(g)}
+	cmds := []*cobra.Command{newImageCmd(g), newInstanceLaunchCmd(g), newInstanceListCmd(g), newInstanceExecCmd(g), newInstanceConsoleCmd(g), newInstanceFileCmd(g), newInstanceConfigCmd(g), newInstanceMetricsCmd(g), newInstanceDeleteCmd(g), newInstanceCmd(g)}
 	for _, a := range []string{"start", "stop", "restart", "pause", "resume"} {
-		cmds = append(cmds, newStateCmd(g, a))
+		cmds = append(cmds, newInstanceStateCmd(g, a))
 	}
 	return cmds
 }
 
-func projectFlag(cmd *cobra.Command, p *string) {
+func instProjectFlag(cmd *cobra.Command, p *string) {
 	cmd.Flags().StringVarP(p, "project", "p", "", "project (default: default)")
 }
 
-func newLaunchCmd(g *globals) *cobra.Command {
+func newInstanceLaunchCmd(g *globals) *cobra.Command {
 	var project, memory, cmdline, restart string
 	var vcpus int
 	var env []string
@@ -48,7 +48,7 @@ func newLaunchCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("--memory: %v", err)
 			}
-			envMap, err := parseEnv(env)
+			envMap, err := parseEnvFlags(env)
 			if err != nil {
 				return err
 			}
@@ -72,7 +72,7 @@ func newLaunchCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	projectFlag(cmd, &project)
+	instProjectFlag(cmd, &project)
 	f := cmd.Flags()
 	f.IntVar(&vcpus, "vcpus", 1, "virtual CPUs")
 	f.StringVar(&memory, "memory", "256MiB", "memory, e.g. 512MiB")
@@ -84,7 +84,7 @@ func newLaunchCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func parseEnv(kvs []string) (map[string]string, error) {
+func parseEnvFlags(kvs []string) (map[string]string, error) {
 	if len(kvs) == 0 {
 		return nil, nil
 	}
@@ -99,7 +99,7 @@ func parseEnv(kvs []string) (map[string]string, error) {
 	return m, nil
 }
 
-func newListCmd(g *globals) *cobra.Command {
+func newInstanceListCmd(g *globals) *cobra.Command {
 	var project string
 	cmd := &cobra.Command{
 		Use: "list", Aliases: []string{"ls"}, Short: "List a project's instances", Args: cobra.NoArgs,
@@ -119,16 +119,16 @@ func newListCmd(g *globals) *cobra.Command {
 					if in.PID > 0 {
 						pid = strconv.Itoa(in.PID)
 					}
-					row(t, in.Name, in.Status, in.Image, in.VCPUs, units.FormatSize(in.Memory), pid, in.Restart, dash(trim(in.StatusReason, 60)))
+					row(t, in.Name, in.Status, in.Image, in.VCPUs, units.FormatSize(in.Memory), pid, in.Restart, dash(trimReason(in.StatusReason, 60)))
 				}
 			})
 		},
 	}
-	projectFlag(cmd, &project)
+	instProjectFlag(cmd, &project)
 	return cmd
 }
 
-func trim(s string, n int) string {
+func trimReason(s string, n int) string {
 	if len(s) > n {
 		return s[:n-3] + "..."
 	}
@@ -152,10 +152,10 @@ func newInstanceCmd(g *globals) *cobra.Command {
 			return showInstance(g, in)
 		},
 	}
-	projectFlag(show, &project)
-	cmd.AddCommand(show, newLaunchCmd(g), newListCmd(g), newExecCmd(g), newDeleteCmd(g), newConsoleCmd(g), newFileCmd(g), newConfigCmd(g), newMetricsCmd(g))
+	instProjectFlag(show, &project)
+	cmd.AddCommand(show, newInstanceLaunchCmd(g), newInstanceListCmd(g), newInstanceExecCmd(g), newInstanceDeleteCmd(g), newInstanceConsoleCmd(g), newInstanceFileCmd(g), newInstanceConfigCmd(g), newInstanceMetricsCmd(g))
 	for _, a := range []string{"start", "stop", "restart", "pause", "resume"} {
-		cmd.AddCommand(newStateCmd(g, a))
+		cmd.AddCommand(newInstanceStateCmd(g, a))
 	}
 	return cmd
 }
@@ -187,7 +187,7 @@ func showInstance(g *globals, in api.Instance) error {
 	})
 }
 
-func newStateCmd(g *globals, action string) *cobra.Command {
+func newInstanceStateCmd(g *globals, action string) *cobra.Command {
 	var project string
 	var timeout int
 	var force bool
@@ -215,7 +215,7 @@ func newStateCmd(g *globals, action string) *cobra.Command {
 			return nil
 		},
 	}
-	projectFlag(cmd, &project)
+	instProjectFlag(cmd, &project)
 	if action == "stop" || action == "restart" {
 		cmd.Flags().IntVar(&timeout, "timeout", 0, "seconds the guest gets to shut down before QEMU is told to quit (default 30)")
 		cmd.Flags().BoolVarP(&force, "force", "f", false, "kill the VM at once")
@@ -223,7 +223,7 @@ func newStateCmd(g *globals, action string) *cobra.Command {
 	return cmd
 }
 
-func newDeleteCmd(g *globals) *cobra.Command {
+func newInstanceDeleteCmd(g *globals) *cobra.Command {
 	var project string
 	var force bool
 	cmd := &cobra.Command{
@@ -246,12 +246,12 @@ func newDeleteCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	projectFlag(cmd, &project)
+	instProjectFlag(cmd, &project)
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "kill a running instance first")
 	return cmd
 }
 
-func newExecCmd(g *globals) *cobra.Command {
+func newInstanceExecCmd(g *globals) *cobra.Command {
 	var project, cwd string
 	var env []string
 	var timeout int
@@ -264,7 +264,7 @@ func newExecCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			envMap, err := parseEnv(env)
+			envMap, err := parseEnvFlags(env)
 			if err != nil {
 				return err
 			}
@@ -291,14 +291,14 @@ func newExecCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	projectFlag(cmd, &project)
+	instProjectFlag(cmd, &project)
 	cmd.Flags().StringArrayVar(&env, "env", nil, "environment KEY=VALUE (repeatable)")
 	cmd.Flags().StringVar(&cwd, "cwd", "", "working directory in the guest")
 	cmd.Flags().IntVar(&timeout, "timeout", 0, "seconds before the command is killed (default 300)")
 	return cmd
 }
 
-func newConsoleCmd(g *globals) *cobra.Command {
+func newInstanceConsoleCmd(g *globals) *cobra.Command {
 	var project string
 	var showLog, follow bool
 	var lines int
@@ -323,21 +323,21 @@ func newConsoleCmd(g *globals) *cobra.Command {
 			return err
 		},
 	}
-	projectFlag(cmd, &project)
+	instProjectFlag(cmd, &project)
 	cmd.Flags().BoolVar(&showLog, "show-log", false, "print the console log")
 	cmd.Flags().IntVar(&lines, "lines", 0, "only the last N lines")
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing what the guest writes (Ctrl-C ends)")
 	return cmd
 }
 
-func newFileCmd(g *globals) *cobra.Command {
+func newInstanceFileCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "file", Short: "Copy files into and out of instances"}
 	var project string
 	var mode string
 	push := &cobra.Command{
 		Use: "push LOCAL NAME/GUEST-PATH", Short: "Copy a local file (- for stdin) into an instance", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, p, err := splitTarget(args[1])
+			name, p, err := splitInstancePath(args[1])
 			if err != nil {
 				return err
 			}
@@ -369,7 +369,7 @@ func newFileCmd(g *globals) *cobra.Command {
 	pull := &cobra.Command{
 		Use: "pull NAME/GUEST-PATH LOCAL", Short: "Copy a file out of an instance (LOCAL - for stdout)", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, p, err := splitTarget(args[0])
+			name, p, err := splitInstancePath(args[0])
 			if err != nil {
 				return err
 			}
@@ -398,7 +398,7 @@ func newFileCmd(g *globals) *cobra.Command {
 		},
 	}
 	for _, c := range []*cobra.Command{push, pull} {
-		projectFlag(c, &project)
+		instProjectFlag(c, &project)
 	}
 	push.Flags().StringVar(&mode, "mode", "0644", "permissions of the guest file")
 	cmd.AddCommand(push, pull)
@@ -406,7 +406,7 @@ func newFileCmd(g *globals) *cobra.Command {
 }
 
 // splitTarget reads NAME/PATH (Incus style: "web/etc/motd" is /etc/motd in web).
-func splitTarget(s string) (string, string, error) {
+func splitInstancePath(s string) (string, string, error) {
 	name, p, ok := strings.Cut(s, "/")
 	if !ok || name == "" || p == "" {
 		return "", "", fmt.Errorf("%q: write NAME/PATH, e.g. web/etc/motd", s)
@@ -414,7 +414,7 @@ func splitTarget(s string) (string, string, error) {
 	return name, "/" + p, nil
 }
 
-func newConfigCmd(g *globals) *cobra.Command {
+func newInstanceConfigCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "config", Short: "Change instance settings"}
 	var project string
 	set := &cobra.Command{
@@ -464,12 +464,12 @@ func newConfigCmd(g *globals) *cobra.Command {
 			return showInstance(g, in)
 		},
 	}
-	projectFlag(set, &project)
+	instProjectFlag(set, &project)
 	cmd.AddCommand(set)
 	return cmd
 }
 
-func newMetricsCmd(g *globals) *cobra.Command {
+func newInstanceMetricsCmd(g *globals) *cobra.Command {
 	var project string
 	cmd := &cobra.Command{
 		Use: "metrics NAME", Short: "Guest CPU, memory and load from the agent", Args: cobra.ExactArgs(1),
@@ -492,7 +492,7 @@ func newMetricsCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	projectFlag(cmd, &project)
+	instProjectFlag(cmd, &project)
 	return cmd
 }
 
