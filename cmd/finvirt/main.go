@@ -75,6 +75,7 @@ func newRoot() *cobra.Command {
 		newStorageCmd(g),
 		newNetworkCmd(g),
 	)
+	root.AddCommand(newInstanceCommands(g)...)
 	return root
 }
 
