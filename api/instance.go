@@ -44,9 +44,34 @@ type Instance struct {
 	PID           int               `json:"pid,omitempty" yaml:"pid,omitempty"`
 	AgentReady    bool              `json:"agent_ready" yaml:"agent_ready"`
 	// Restarts counts the restarts done by the restart policy.
-	Restarts  int       `json:"restarts,omitempty" yaml:"restarts,omitempty"`
-	CreatedAt time.Time `json:"created_at" yaml:"created_at"`
-	UpdatedAt time.Time `json:"updated_at" yaml:"updated_at"`
+	Restarts int `json:"restarts,omitempty" yaml:"restarts,omitempty"`
+	// Volumes are the project volumes attached to the instance (virtio-blk, serial
+	// pools.Serial(volume)); NICs its network interfaces.
+	Volumes   []InstanceVolume `json:"volumes,omitempty" yaml:"volumes,omitempty"`
+	NICs      []InstanceNIC    `json:"nics,omitempty" yaml:"nics,omitempty"`
+	CreatedAt time.Time        `json:"created_at" yaml:"created_at"`
+	UpdatedAt time.Time        `json:"updated_at" yaml:"updated_at"`
+}
+
+// InstanceVolume attaches a project volume to an instance (at launch in InstancesPost, or
+// POST /1.0/instances/{name}/volumes). Mountpoint, when set, makes the guest agent mount the
+// volume's ext4 filesystem there at boot (the guest formats a new volume itself); without it
+// the guest sees a raw block device whose serial is the volume name (see Serial in the
+// instance's volume list and /sys/block/vd*/serial in the guest).
+type InstanceVolume struct {
+	Volume     string `json:"volume" yaml:"volume"`
+	Mountpoint string `json:"mountpoint,omitempty" yaml:"mountpoint,omitempty"`
+	Serial     string `json:"serial,omitempty" yaml:"serial,omitempty"` // set by the daemon
+}
+
+// InstanceNIC is a NIC of an instance on one of its project's networks.
+type InstanceNIC struct {
+	Network string `json:"network" yaml:"network"`
+	ID      string `json:"id" yaml:"id"`   // host-wide NIC id: <instance id>.<n>
+	Tap     string `json:"tap" yaml:"tap"` // host tap device on the network's bridge
+	MAC     string `json:"mac" yaml:"mac"`
+	Address string `json:"address,omitempty" yaml:"address,omitempty"` // CIDR, static
+	Gateway string `json:"gateway,omitempty" yaml:"gateway,omitempty"`
 }
 
 // InstancesPost creates (and by default starts) an instance (POST /1.0/instances?project=P).
@@ -63,6 +88,11 @@ type InstancesPost struct {
 	Restart string `json:"restart,omitempty"` // never (default) | on-failure | always
 	// Start boots the instance (default true when the field is absent).
 	Start *bool `json:"start,omitempty"`
+	// Volumes are project volumes to attach (each must not be attached elsewhere).
+	Volumes []InstanceVolume `json:"volumes,omitempty"`
+	// Networks are names of the project's networks; the instance gets one NIC on each, with
+	// a static address from the network's subnet.
+	Networks []string `json:"networks,omitempty"`
 }
 
 // InstancePatch changes an instance's configuration (PATCH /1.0/instances/{name}).

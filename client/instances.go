@@ -136,3 +136,16 @@ func (c *Client) FollowConsole(ctx context.Context, project, name string, lines 
 	}
 	return err
 }
+
+// AttachInstanceVolume attaches a project volume to an instance: hot-plugged into a running
+// full instance; an appliance must be stopped (the disk appears at its next boot).
+func (c *Client) AttachInstanceVolume(ctx context.Context, project, name string, req api.InstanceVolume) (api.Instance, error) {
+	var out api.Instance
+	return out, c.Do(ctx, "POST", instancePath(project, name, "/volumes", nil), req, &out)
+}
+
+// DetachInstanceVolume detaches a volume from an instance (appliances: while stopped).
+func (c *Client) DetachInstanceVolume(ctx context.Context, project, name, volume string) (api.Instance, error) {
+	var out api.Instance
+	return out, c.Do(ctx, "DELETE", instancePath(project, name, "/volumes/"+url.PathEscape(volume), nil), nil, &out)
+}

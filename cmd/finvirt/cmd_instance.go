@@ -35,6 +35,7 @@ func newInstanceLaunchCmd(g *globals) *cobra.Command {
 	var vcpus int
 	var env []string
 	var balloon, noStart bool
+	var volumes, networks []string
 	cmd := &cobra.Command{
 		Use:   "launch IMAGE NAME",
 		Short: "Create an instance from an image and boot it (waits for the guest agent)",
@@ -53,7 +54,11 @@ func newInstanceLaunchCmd(g *globals) *cobra.Command {
 				return err
 			}
 			start := !noStart
-			req := api.InstancesPost{Name: args[1], Image: args[0], VCPUs: vcpus, Memory: mem, Balloon: balloon, Env: envMap, Command: cmdline, Restart: restart, Start: &start}
+			req := api.InstancesPost{Name: args[1], Image: args[0], VCPUs: vcpus, Memory: mem, Balloon: balloon, Env: envMap, Command: cmdline, Restart: restart, Start: &start, Networks: networks}
+			for _, v := range volumes {
+				name, mp, _ := strings.Cut(v, ":")
+				req.Volumes = append(req.Volumes, api.InstanceVolume{Volume: name, Mountpoint: mp})
+			}
 			op, err := c.CreateInstance(cmd.Context(), project, req)
 			if err != nil {
 				return err
@@ -81,6 +86,8 @@ func newInstanceLaunchCmd(g *globals) *cobra.Command {
 	f.StringVar(&restart, "restart", "never", "restart policy of the VM and its workload: never, on-failure or always")
 	f.BoolVar(&balloon, "balloon", false, "add a memory balloon (then 'finvirt config set NAME limits.memory.balloon=128MiB')")
 	f.BoolVar(&noStart, "no-start", false, "create only; boot later with 'finvirt start'")
+	f.StringArrayVar(&volumes, "volume", nil, "attach a project volume: VOLUME or VOLUME:/mount/point (the guest mounts its ext4 there; repeatable)")
+	f.StringArrayVar(&networks, "network", nil, "a NIC on this project network, with a static address (repeatable)")
 	return cmd
 }
 

@@ -340,7 +340,31 @@ func newVolumeCmd(g *globals) *cobra.Command {
 	imp.Flags().StringVar(&iformat, "format", "", "the format you expect (raw, qcow2, vmdk, vpc, vhdx, ova): refused if the file says otherwise")
 	imp.Flags().BoolVar(&iencrypted, "encrypted", false, "store the imported volume encrypted")
 	imp.MarkFlagRequired("pool")
-	cmd.AddCommand(create, list, show, del, resize, snapshot, snapshots, restore, clone, export, imp)
+	var mountpoint string
+	attach := one("attach VOLUME INSTANCE", "Attach a volume to an instance (running full instances: hot-plug; appliances: stop them first)", 2, func(cmd *cobra.Command, args []string) error {
+		c, err := g.client()
+		if err != nil {
+			return err
+		}
+		if _, err := c.AttachInstanceVolume(cmd.Context(), project, args[1], api.InstanceVolume{Volume: args[0], Mountpoint: mountpoint}); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Volume %s attached to instance %s\n", args[0], args[1])
+		return nil
+	})
+	attach.Flags().StringVar(&mountpoint, "mountpoint", "", "where the guest agent mounts the volume's ext4 filesystem at boot")
+	detach := one("detach VOLUME INSTANCE", "Detach a volume from an instance (appliances: stop them first)", 2, func(cmd *cobra.Command, args []string) error {
+		c, err := g.client()
+		if err != nil {
+			return err
+		}
+		if _, err := c.DetachInstanceVolume(cmd.Context(), project, args[1], args[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Volume %s detached from instance %s\n", args[0], args[1])
+		return nil
+	})
+	cmd.AddCommand(create, list, show, del, resize, snapshot, snapshots, restore, clone, export, imp, attach, detach)
 	return cmd
 }
 

@@ -89,8 +89,12 @@ func (s *Subsystem) validateCreate(project string, req *api.InstancesPost) (api.
 			return api.Instance{}, nil, daemon.BadRequest("instance %s: env name %q is invalid: use KEY=VALUE with a KEY without '='", req.Name, k)
 		}
 	}
+	vols, err := validateAttachments(req.Name, req.Volumes, req.Networks)
+	if err != nil {
+		return api.Instance{}, nil, err
+	}
 	now := time.Now().UTC()
-	in := api.Instance{Name: req.Name, Project: project, ID: instanceID(project, req.Name), Image: im.Name, ImageID: im.ID, Profile: im.Kind,
+	in := api.Instance{Volumes: vols, Name: req.Name, Project: project, ID: instanceID(project, req.Name), Image: im.Name, ImageID: im.ID, Profile: im.Kind,
 		VCPUs: req.VCPUs, Memory: req.Memory, Balloon: req.Balloon, Env: req.Env, Command: req.Command, Restart: req.Restart,
 		Status: api.InstanceCreating, Accel: s.host.Accel, CreatedAt: now, UpdatedAt: now}
 	cfg, err := agentConfig(in, im)
@@ -100,7 +104,7 @@ func (s *Subsystem) validateCreate(project string, req *api.InstancesPost) (api.
 	if err := cfg.Validate(); err != nil {
 		return api.Instance{}, nil, daemon.BadRequest("instance %s: %v", req.Name, err)
 	}
-	if err := compute.Validate(s.spec(in, im), s.limits); err != nil {
+	if err := compute.Validate(s.spec(in, im, nil), s.limits); err != nil {
 		return api.Instance{}, nil, daemon.BadRequest("%v", err)
 	}
 	return in, im, nil
@@ -110,6 +114,7 @@ func (s *Subsystem) validateCreate(project string, req *api.InstancesPost) (api.
 // by the agent with the instance's restart policy.
 func agentConfig(in api.Instance, im *image.Image) (agent.Config, error) {
 	cfg := agent.Config{Hostname: in.Name}
+	guestConfig(&cfg, in)
 	if strings.TrimSpace(in.Command) == "" {
 		return cfg, nil
 	}
@@ -188,7 +193,7 @@ func (s *Subsystem) handleCreate(d *daemon.Daemon, w http.ResponseWriter, r *htt
 	start := req.Start == nil || *req.Start
 	op := s.startOp("Launching instance "+in.Name, project, map[string]string{"instances": instanceSource(project, in.Name)}, func(ctx context.Context, progress daemon.ProgressFunc) error {
 		defer s.release(key)
-		return s.launch(ctx, in, im, start, progress)
+		return s.launch(ctx, in, im, req.Networks, start, progress)
 	})
 	w.Header().Set("Location", "/1.0/operations/"+op.ID)
 	return daemon.WriteJSON(w, http.StatusAccepted, op)
@@ -328,8 +333,12 @@ func (s *Subsystem) redefine(ctx context.Context, old, cur api.Instance) error {
 	if err := s.drv.Delete(ctx, cur.ID); err != nil && !errors.Is(err, compute.ErrNotFound) {
 		return err
 	}
-	if _, err := s.drv.Create(ctx, s.spec(cur, im)); err != nil {
-		if _, rerr := s.drv.Create(context.Background(), s.spec(old, im)); rerr != nil {
+	disks, err := s.currentDisks(ctx, cur)
+	if err != nil {
+		return daemon.Conflict("instance %s: %v", cur.Name, err)
+	}
+	if _, err := s.drv.Create(ctx, s.spec(cur, im, disks)); err != nil {
+		if _, rerr := s.drv.Create(context.Background(), s.spec(old, im, disks)); rerr != nil {
 			s.log.Error("restoring the VM definition failed", "instance", cur.Name, "err", rerr)
 		}
 		return daemon.BadRequest("instance %s: resize refused by the hypervisor: %v", cur.Name, err)
@@ -389,6 +398,7 @@ func (s *Subsystem) handleDelete(d *daemon.Daemon, w http.ResponseWriter, r *htt
 		}
 	}
 	os.RemoveAll(s.filesDir(in.ID))
+	s.releaseAll(r.Context(), in)
 	err = d.Commit(r.Context(), r, rq, http.StatusOK, func(tx store.Tx) error {
 		if err := tx.Delete(key); err != nil {
 			return err

@@ -29,23 +29,38 @@ func (s *Subsystem) initrdPath(id string) string { return filepath.Join(s.filesD
 func (s *Subsystem) rootPath(id string) string   { return filepath.Join(s.filesDir(id), "root.qcow2") }
 
 // spec is the driver's view of an instance.
-func (s *Subsystem) spec(in api.Instance, im *image.Image) compute.Spec {
+func (s *Subsystem) spec(in api.Instance, im *image.Image, volumes []compute.DiskSpec) compute.Spec {
 	sp := compute.Spec{Name: in.ID, Profile: compute.Profile(in.Profile), VCPUs: in.VCPUs, MemoryMiB: int(in.Memory >> 20),
 		Balloon: in.Balloon, Kernel: im.VmlinuxPath(), Initrd: s.initrdPath(in.ID), Cmdline: applianceCmdline}
 	if in.Profile == api.ImageFull {
 		sp.Cmdline += " " + image.FullCmdline
 		sp.Disks = []compute.DiskSpec{{ID: "root", Path: s.rootPath(in.ID), Format: compute.FormatQcow2}}
 	}
+	sp.Disks = append(sp.Disks, volumes...)
+	sp.NICs = nicSpecs(in)
 	return sp
 }
 
 // launch prepares and (if start) boots a new instance. On any failure everything is rolled
 // back: no QEMU left, no driver or boot-file directory, and the record and its quota usage
 // removed (an audit record says why), so a failed launch can simply be retried.
-func (s *Subsystem) launch(ctx context.Context, in api.Instance, im *image.Image, start bool, progress daemon.ProgressFunc) (err error) {
+func (s *Subsystem) launch(ctx context.Context, in api.Instance, im *image.Image, nets []string, start bool, progress daemon.ProgressFunc) (err error) {
 	rv := revert.New()
 	defer rv.Fail()
 	rv.Add(func() { s.forget(in, err) })
+	var disks []compute.DiskSpec
+	if len(in.Volumes) > 0 || len(nets) > 0 {
+		progress(2, "attaching volumes and NICs")
+		if disks, err = s.attachAll(ctx, &in, nets, rv); err != nil {
+			return err
+		}
+		if len(in.NICs) > 0 {
+			nics := in.NICs
+			if in, err = s.update(ctx, in.Project, in.Name, func(r *api.Instance) { r.NICs = nics }); err != nil {
+				return err
+			}
+		}
+	}
 	dir := s.filesDir(in.ID)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -67,7 +82,7 @@ func (s *Subsystem) launch(ctx context.Context, in api.Instance, im *image.Image
 		}
 	}
 	progress(15, "creating VM")
-	if _, err := s.drv.Create(ctx, s.spec(in, im)); err != nil {
+	if _, err := s.drv.Create(ctx, s.spec(in, im, disks)); err != nil {
 		return fmt.Errorf("create VM: %w", err)
 	}
 	rv.Add(func() {
@@ -256,6 +271,11 @@ func (s *Subsystem) startExisting(ctx context.Context, in api.Instance, progress
 	im, err := s.images.Get(cur.ImageID)
 	if err != nil {
 		err = fmt.Errorf("image %s (%.12s) is gone: %w", cur.Image, cur.ImageID, err)
+		s.setStatus(context.Background(), in.Project, in.Name, api.InstanceError, err.Error())
+		return err
+	}
+	if err := s.refreshDisks(ctx, cur); err != nil {
+		err = fmt.Errorf("instance %s: %w", cur.Name, err)
 		s.setStatus(context.Background(), in.Project, in.Name, api.InstanceError, err.Error())
 		return err
 	}

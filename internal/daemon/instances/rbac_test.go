@@ -48,6 +48,9 @@ func TestRBACMatrix(t *testing.T) {
 		dt.Row("GET", in+"/files?project=bank&path=/x", "", read...),
 		dt.Row("GET", in+"/console?project=bank", "", read...),
 		dt.Row("GET", in+"/metrics?project=bank", "", read...),
+		dt.Row("POST", in+"/volumes?project=bank", `{"volume":"v"}`, write...),
+		dt.Row("POST", in+"/volumes?project=securities", `{"volume":"v"}`, A, S),
+		dt.Row("DELETE", in+"/volumes/v?project=bank", "", write...),
 	}
 	td.CheckRBAC(t, roles, rows, "/1.0/instances", "/1.0/images", "/1.0/host")
 }

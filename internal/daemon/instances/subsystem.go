@@ -259,7 +259,7 @@ func (s *Subsystem) filesDir(id string) string {
 func (s *Subsystem) Routes() []*daemon.Route {
 	return append(append([]*daemon.Route{
 		{Method: "GET", Path: "/1.0/host", Summary: "The hypervisor host: CPUs, memory, accelerator (KVM or TCG) and why", Perm: auth.PermAuthenticated, Reply: api.HostInfo{}, Handler: s.handleHost},
-	}, s.imageRoutes()...), s.instanceRoutes()...)
+	}, s.imageRoutes()...), append(s.instanceRoutes(), s.attachRoutes()...)...)
 }
 
 func (s *Subsystem) handleHost(_ *daemon.Daemon, w http.ResponseWriter, r *http.Request, _ *daemon.Request) error {

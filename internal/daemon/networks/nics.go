@@ -101,3 +101,18 @@ func AttachNIC(ctx context.Context, d *daemon.Daemon, project string, nic networ
 	}
 	return r, nil
 }
+
+// InstanceNetwork is what a guest needs to configure its NIC on a project's network: the
+// subnet (CIDR) and the gateway address (empty when the network has none). A network of
+// another project is not found.
+func InstanceNetwork(ctx context.Context, d *daemon.Daemon, project, networkName string) (subnet, gateway string, err error) {
+	s, err := lookup(d)
+	if err != nil {
+		return "", "", err
+	}
+	rec, err := s.network(ctx, project, networkName)
+	if err != nil {
+		return "", "", err
+	}
+	return rec.Subnet, rec.Gateway, nil
+}

@@ -31,7 +31,11 @@ const (
 
 func init() {
 	daemon.Register(func(d *daemon.Daemon) (daemon.Subsystem, error) {
-		return &subsystem{d: d, open: map[string]storage.Pool{}}, nil
+		s := &subsystem{d: d, open: map[string]storage.Pool{}}
+		regMu.Lock()
+		registry[d] = s
+		regMu.Unlock()
+		return s, nil
 	})
 }
 
@@ -94,7 +98,7 @@ func (s *subsystem) inUse(pool string) func(volume string) string {
 			return ""
 		}
 		var v volumeRecord
-		if json.Unmarshal(e.Value, &v) == nil && v.Pool == pool && v.AttachedTo != "" {
+		if json.Unmarshal(e.Value, &v) == nil && v.Pool == pool && v.AttachedTo != "" && s.holderRunning(project, v.AttachedTo) {
 			return "instance " + v.AttachedTo
 		}
 		return ""

@@ -200,7 +200,7 @@ func (s *subsystem) handleVolumeDelete(d *daemon.Daemon, w http.ResponseWriter, 
 		return err
 	}
 	if rec.AttachedTo != "" {
-		return daemon.Conflict("volume %s is attached to instance %s: detach it first", name, rec.AttachedTo)
+		return daemon.Conflict("volume %s is attached to instance %s: detach it first ('finvirt storage volume detach %s %s --project %s')", name, rec.AttachedTo, name, rec.AttachedTo, project)
 	}
 	// The pool refuses first (clones depend on it); only then does the record go.
 	if err := p.DeleteVolume(r.Context(), poolVolumeName(project, name)); err != nil && !errors.Is(err, storage.ErrNotFound) {
@@ -410,8 +410,8 @@ func (s *subsystem) handleVolumeRestore(d *daemon.Daemon, w http.ResponseWriter,
 	if err != nil {
 		return err
 	}
-	if rec.AttachedTo != "" {
-		return daemon.Conflict("volume %s is attached to instance %s: stop the instance or detach the volume before restoring", name, rec.AttachedTo)
+	if rec.AttachedTo != "" && s.holderRunning(project, rec.AttachedTo) {
+		return daemon.Conflict("volume %s is attached to instance %s, which is running: stop the instance or detach the volume before restoring", name, rec.AttachedTo)
 	}
 	if err := p.RestoreSnapshot(r.Context(), poolVolumeName(project, name), req.Snapshot); err != nil {
 		return storageErr(err, poolVolumeName(project, name), name)

@@ -1,0 +1,121 @@
+package instances_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/finvirt/finvirt/api"
+)
+
+// guestWrite and guestRead use busybox dd on the virtio disk whose serial is serial (found
+// through /sys/block/vd*/serial: the appliance has no udev).
+const findDisk = `for b in /sys/block/vd*; do [ "$(cat $b/serial 2>/dev/null)" = "%s" ] && d=/dev/${b##*/}; done; [ -n "$d" ] || { echo "no disk with serial %s" >&2; exit 3; }; `
+
+func diskScript(serial, body string) string {
+	return strings.ReplaceAll(findDisk, "%s", serial) + body
+}
+
+// TestInstanceVolumes: a dir pool volume attached at launch to an appliance; a marker written
+// from inside the guest survives stop/snapshot/start/overwrite/stop/restore/start; an
+// attached volume cannot be deleted, nor attached to a second instance, nor detached from
+// the running appliance; deleting the instance detaches it.
+func TestInstanceVolumes(t *testing.T) {
+	needVM(t)
+	td := start(t, stateDir(t))
+	c := td.Local
+	ctx := ctxT(t, 4*time.Minute)
+	cleanupInstances(t, c, "default")
+	if _, err := c.CreateStoragePool(ctx, api.StoragePoolsPost{Name: "fast", Driver: "dir"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateVolume(ctx, "default", api.VolumesPost{Name: "ledger", Pool: "fast", Size: 64 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	buildImage(t, c, "busy")
+
+	// Bad input changes nothing: an unknown volume fails the launch and leaves no instance.
+	op, err := c.CreateInstance(ctx, "", api.InstancesPost{Name: "bad", Image: "busy", VCPUs: 1, Memory: 192 << 20, Volumes: []api.InstanceVolume{{Volume: "nope"}}})
+	if err == nil {
+		_, err = c.WaitOperation(ctx, op.ID, nil)
+	}
+	if err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Fatalf("launch with an unknown volume: %v", err)
+	}
+	if _, err := c.GetInstance(ctx, "", "bad"); err == nil {
+		t.Fatal("failed launch left its instance")
+	}
+	_, err = c.CreateInstance(ctx, "", api.InstancesPost{Name: "bad", Image: "busy", VCPUs: 1, Memory: 192 << 20, Volumes: []api.InstanceVolume{{Volume: "ledger", Mountpoint: "data"}}})
+	wantStatus(t, err, 400, "mountpoint")
+
+	in := launch(t, c, "", api.InstancesPost{Name: "vm", Image: "busy", Volumes: []api.InstanceVolume{{Volume: "ledger"}}})
+	if len(in.Volumes) != 1 || in.Volumes[0].Serial != "ledger" {
+		t.Fatalf("instance volumes: %+v", in.Volumes)
+	}
+	if v, _ := c.GetVolume(ctx, "", "ledger"); v.AttachedTo != "vm" {
+		t.Fatalf("volume attached_to = %q", v.AttachedTo)
+	}
+	write := func(marker string) {
+		t.Helper()
+		res := execIn(t, c, "", "vm", "/bin/sh", "-c", diskScript("ledger", `printf '%-16s' `+marker+` | dd of=$d bs=16 count=1 conv=fsync 2>/dev/null && sync`))
+		if res.ExitCode != 0 {
+			t.Fatalf("write %s: %d %s", marker, res.ExitCode, res.Stderr)
+		}
+	}
+	read := func() string {
+		t.Helper()
+		res := execIn(t, c, "", "vm", "/bin/sh", "-c", diskScript("ledger", `dd if=$d bs=16 count=1 2>/dev/null`))
+		if res.ExitCode != 0 {
+			t.Fatalf("read: %d %s", res.ExitCode, res.Stderr)
+		}
+		return strings.TrimSpace(string(res.Stdout))
+	}
+	write("ORIGINAL")
+
+	// While attached: no delete, no second holder, no unplug from a running appliance, no
+	// snapshot while the holder runs.
+	wantStatus(t, c.DeleteVolume(ctx, "", "ledger"), 409, "attached to instance vm")
+	_, err = c.DetachInstanceVolume(ctx, "", "vm", "ledger")
+	wantStatus(t, err, 409, "stop the instance first")
+	_, err = c.SnapshotVolume(ctx, "", "ledger", "early")
+	wantStatus(t, err, 409, "")
+
+	state(t, c, "", "vm", "stop")
+	if _, err := c.SnapshotVolume(ctx, "", "ledger", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	state(t, c, "", "vm", "start")
+	if got := read(); got != "ORIGINAL" {
+		t.Fatalf("after snapshot and start: %q", got)
+	}
+	write("CHANGED")
+	state(t, c, "", "vm", "stop")
+	if _, err := c.RestoreVolume(ctx, "", "ledger", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	state(t, c, "", "vm", "start")
+	if got := read(); got != "ORIGINAL" {
+		t.Fatalf("after restore: %q, want ORIGINAL", got)
+	}
+
+	// Detach from the stopped appliance, attach again: the record and the volume agree.
+	state(t, c, "", "vm", "stop")
+	if in, err := c.DetachInstanceVolume(ctx, "", "vm", "ledger"); err != nil || len(in.Volumes) != 0 {
+		t.Fatalf("detach: %v %+v", err, in.Volumes)
+	}
+	if v, _ := c.GetVolume(ctx, "", "ledger"); v.AttachedTo != "" {
+		t.Fatalf("after detach attached_to = %q", v.AttachedTo)
+	}
+	if _, err := c.AttachInstanceVolume(ctx, "", "vm", api.InstanceVolume{Volume: "ledger"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteInstance(ctx, "", "vm", true); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := c.GetVolume(ctx, "", "ledger"); v.AttachedTo != "" {
+		t.Fatalf("after instance delete attached_to = %q", v.AttachedTo)
+	}
+	if err := c.DeleteVolume(ctx, "", "ledger"); err != nil {
+		t.Fatal(err)
+	}
+}
