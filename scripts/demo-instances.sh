@@ -19,13 +19,22 @@ step "VM image: an appliance built from the bank's own static binaries (+ busybo
 fv image build bank-apps --binary "$BIN/remit" --binary "$BIN/trade" --binary "$BIN/claims" --binary "$BIN/finvirt-loadgen" --binary /bin/busybox
 fv image list
 
-step "Launching one VM per line of business; the guest agent supervises each workload"
+step "Storage: a pool, a small template volume per project, one copy-on-write clone per VM"
+fv storage pool create demo --driver dir
+for pv in "${VMS[@]}"; do
+  set -- $pv
+  fv storage volume create template --project "$1" --pool demo --size 64MiB
+  fv storage volume clone template "$2-data" --project "$1"
+done
+fv storage volume list --project bank
+
+step "Launching one VM per line of business, each with its cloned volume attached; the guest agent supervises each workload"
 T0=$(date +%s.%N)
-fv launch bank-apps remit-1 --project bank --memory 384MiB --restart on-failure \
+fv launch bank-apps remit-1 --project bank --memory 384MiB --restart on-failure --volume remit-1-data \
   --cmd "/bin/remit --listen 127.0.0.1:8081 --data /tmp/remit --snapshot-mib 8"
-fv launch bank-apps trade-1 --project securities --memory 384MiB --restart on-failure \
+fv launch bank-apps trade-1 --project securities --memory 384MiB --restart on-failure --volume trade-1-data \
   --cmd "/bin/trade --listen 127.0.0.1:8082 --fix-listen 127.0.0.1:9878 --data /tmp/trade"
-fv launch bank-apps claims-1 --project insurance --memory 256MiB --env TZ=UTC \
+fv launch bank-apps claims-1 --project insurance --memory 256MiB --env TZ=UTC --volume claims-1-data \
   --cmd "/bin/claims --listen 127.0.0.1:8083 --data /tmp/claims"
 printf 'three VMs launched to agent-ready in %.1fs\n' "$(echo "$(date +%s.%N) - $T0" | bc)"
 for pv in "${VMS[@]}"; do set -- $pv; echo "project $1:"; fv list --project "$1"; done
@@ -42,6 +51,13 @@ echo
 if fv exec claims-1 --project insurance -- sh -c 'exit 3'; then echo "exit code NOT propagated" >&2; exit 1; else echo "exec exit code propagated: $?"; fi
 fv metrics remit-1 --project bank
 
+step "Attached volumes: the guest sees its clone as a virtio disk whose serial is the volume name"
+fv storage volume list --project bank
+fv exec remit-1 --project bank -- sh -c 'for b in /sys/block/vd*; do echo "${b##*/} serial=$(cat $b/serial) size=$(($(cat $b/size) / 2048))MiB"; done'
+fv exec remit-1 --project bank -- sh -c 'for b in /sys/block/vd*; do [ "$(cat $b/serial)" = remit-1-data ] && d=/dev/${b##*/}; done; echo ledger-v1 | dd of=$d bs=512 conv=sync,fsync 2>/dev/null && dd if=$d bs=9 count=1 2>/dev/null; echo'
+if fv storage volume delete trade-1-data --project securities 2>"$WORK/vol.err"; then echo "deleting an attached volume NOT refused" >&2; exit 1; fi
+echo "refused as expected: $(cat "$WORK/vol.err")"
+
 step "Graceful stop (agent shutdown: workloads get SIGTERM), then delete"
 fv stop remit-1 --project bank
 fv stop trade-1 --project securities
@@ -55,3 +71,18 @@ FINVIRT_REMOTE="https://$ADDR" FINVIRT_TOKEN="$BOB" FINVIRT_SERVER_CERT="$WORK/s
   fv approval approve "$VMAPPROVAL" --reason "remit-1 decommissioned after the demo"
 fv list --project bank
 fv image delete bank-apps
+
+step "Volumes: detached with their VMs, then deleted (bank's deletes need the second identity)"
+fv storage volume list --project securities
+for pv in "${VMS[@]}"; do
+  set -- $pv
+  for v in "$2-data" template; do
+    fv storage volume delete "$v" --project "$1"
+    if [ "$1" = bank ]; then
+      VAPPROVAL=$(fv approval list --status pending -o json | sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' | head -1)
+      FINVIRT_REMOTE="https://$ADDR" FINVIRT_TOKEN="$BOB" FINVIRT_SERVER_CERT="$WORK/state/server.crt" \
+        fv approval approve "$VAPPROVAL" --reason "demo volume $v retired"
+    fi
+  done
+done
+fv storage pool delete demo

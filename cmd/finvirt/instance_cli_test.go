@@ -90,9 +90,25 @@ func TestCLIInstances(t *testing.T) {
 	if out := mustRun("console", "web", "--show-log"); !strings.Contains(out, "finvirt-agent: serving") {
 		t.Fatalf("console log:\n%s", out)
 	}
+	// Volumes: an appliance takes disks only while stopped.
+	mustRun("storage", "pool", "create", "fast", "--driver", "dir")
+	mustRun("storage", "volume", "create", "data", "--pool", "fast", "--size", "64MiB")
+	if _, errs, code := run("storage", "volume", "attach", "data", "web"); code == 0 || !strings.Contains(errs, "stop the instance first") {
+		t.Fatalf("attach to a running appliance: exit %d, %s", code, errs)
+	}
 	if out := mustRun("stop", "web"); !strings.Contains(out, "stopped") {
 		t.Fatalf("stop:\n%s", out)
 	}
+	if out := mustRun("storage", "volume", "attach", "data", "web", "--mountpoint", "/mnt/data"); !strings.Contains(out, "attached to instance web") {
+		t.Fatalf("attach:\n%s", out)
+	}
+	if _, errs, code := run("storage", "volume", "delete", "data"); code == 0 || !strings.Contains(errs, "attached to instance web") {
+		t.Fatalf("delete of an attached volume: exit %d, %s", code, errs)
+	}
+	if out := mustRun("storage", "volume", "detach", "data", "web"); !strings.Contains(out, "detached") {
+		t.Fatalf("detach:\n%s", out)
+	}
+	mustRun("storage", "volume", "delete", "data")
 	if _, errs, code := run("exec", "web", "--", "true"); code == 0 || !strings.Contains(errs, "not running") {
 		t.Fatalf("exec into stopped: exit %d, %s", code, errs)
 	}
