@@ -8,6 +8,12 @@ VMS=("bank remit-1" "securities trade-1" "insurance claims-1")
 # VMs outlive the daemon by design; if the demo fails half-way, end them with it.
 _demo_instances_cleanup() {
   for p in $(pgrep -f -- "$WORK/state/instances/" 2>/dev/null); do kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null || true; done
+  if [ -n "${VMNETS:-}" ]; then
+    for l in fvbrpayments fvbrtrading fvbrclaims; do ip link del "$l" 2>/dev/null || true; done
+    nft delete table inet fv 2>/dev/null || true
+    nft delete table bridge fv 2>/dev/null || true
+    nft delete table ip fv_nat 2>/dev/null || true
+  fi
   cleanup
 }
 trap _demo_instances_cleanup EXIT
@@ -28,13 +34,25 @@ for pv in "${VMS[@]}"; do
 done
 fv storage volume list --project bank
 
+# With host networking (root, network command): each VM gets a NIC on its line's network.
+VMNETS=
+NET_bank= NET_securities= NET_insurance=
+if [ "$(id -u)" -eq 0 ] && fv network --help >/dev/null 2>&1; then
+  step "Networks for the VMs: payments (bank), trading (securities), claims (insurance)"
+  VMNETS=1
+  fv network create payments --project bank --subnet 10.90.1.0/24
+  fv network create trading --project securities --subnet 10.90.2.0/24
+  fv network create claims --project insurance --subnet 10.90.3.0/24
+  NET_bank="--network payments" NET_securities="--network trading" NET_insurance="--network claims"
+fi
+
 step "Launching one VM per line of business, each with its cloned volume attached; the guest agent supervises each workload"
 T0=$(date +%s.%N)
-fv launch bank-apps remit-1 --project bank --memory 384MiB --restart on-failure --volume remit-1-data \
+fv launch bank-apps remit-1 --project bank --memory 384MiB --restart on-failure --volume remit-1-data $NET_bank \
   --cmd "/bin/remit --listen 127.0.0.1:8081 --data /tmp/remit --snapshot-mib 8"
-fv launch bank-apps trade-1 --project securities --memory 384MiB --restart on-failure --volume trade-1-data \
+fv launch bank-apps trade-1 --project securities --memory 384MiB --restart on-failure --volume trade-1-data $NET_securities \
   --cmd "/bin/trade --listen 127.0.0.1:8082 --fix-listen 127.0.0.1:9878 --data /tmp/trade"
-fv launch bank-apps claims-1 --project insurance --memory 256MiB --env TZ=UTC --volume claims-1-data \
+fv launch bank-apps claims-1 --project insurance --memory 256MiB --env TZ=UTC --volume claims-1-data $NET_insurance \
   --cmd "/bin/claims --listen 127.0.0.1:8083 --data /tmp/claims"
 printf 'three VMs launched to agent-ready in %.1fs\n' "$(echo "$(date +%s.%N) - $T0" | bc)"
 for pv in "${VMS[@]}"; do set -- $pv; echo "project $1:"; fv list --project "$1"; done
@@ -57,6 +75,15 @@ fv exec remit-1 --project bank -- sh -c 'for b in /sys/block/vd*; do echo "${b##
 fv exec remit-1 --project bank -- sh -c 'for b in /sys/block/vd*; do [ "$(cat $b/serial)" = remit-1-data ] && d=/dev/${b##*/}; done; echo ledger-v1 | dd of=$d bs=512 conv=sync,fsync 2>/dev/null && dd if=$d bs=9 count=1 2>/dev/null; echo'
 if fv storage volume delete trade-1-data --project securities 2>"$WORK/vol.err"; then echo "deleting an attached volume NOT refused" >&2; exit 1; fi
 echo "refused as expected: $(cat "$WORK/vol.err")"
+
+if [ -n "$VMNETS" ]; then
+  step "NICs: each guest's interface has a static address on its line's network"
+  fv exec remit-1 --project bank -- ip -4 -o addr show | tee "$WORK/remit-ip.txt"
+  grep -q 'inet 10\.90\.1\.' "$WORK/remit-ip.txt" || { echo "remit-1 has no address on payments" >&2; exit 1; }
+  fv exec trade-1 --project securities -- ip -4 -o addr show | grep 'inet 10\.90\.2\.' || { echo "trade-1 has no address on trading" >&2; exit 1; }
+  fv exec claims-1 --project insurance -- ip -4 -o addr show | grep 'inet 10\.90\.3\.' || { echo "claims-1 has no address on claims" >&2; exit 1; }
+  ip -o link show master fvbrpayments | sed 's/^[0-9]*: \([^:@]*\).*/tap on fvbrpayments: \1/'
+fi
 
 step "Graceful stop (agent shutdown: workloads get SIGTERM), then delete"
 fv stop remit-1 --project bank
@@ -86,3 +113,13 @@ for pv in "${VMS[@]}"; do
   done
 done
 fv storage pool delete demo
+if [ -n "$VMNETS" ]; then
+  step "VM networks: deleted (their NICs went with the VMs; bank's delete needs the second identity)"
+  fv network delete trading --project securities
+  fv network delete claims --project insurance
+  fv network delete payments --project bank
+  NAPPROVAL=$(fv approval list --status pending -o json | sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' | head -1)
+  FINVIRT_REMOTE="https://$ADDR" FINVIRT_TOKEN="$BOB" FINVIRT_SERVER_CERT="$WORK/state/server.crt" \
+    fv approval approve "$NAPPROVAL" --reason "demo network retired"
+  if ip -o link show | grep -q 'fvbr\(payments\|trading\|claims\)'; then echo "bridges left on the host" >&2; exit 1; fi
+fi
