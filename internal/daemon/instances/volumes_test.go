@@ -1,6 +1,10 @@
 package instances_test
 
 import (
+	"bytes"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -118,4 +122,39 @@ func TestInstanceVolumes(t *testing.T) {
 	if err := c.DeleteVolume(ctx, "", "ledger"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestInstanceEncryptedVolume: an encrypted (LUKS) volume opens in the guest with the key
+// handed to QEMU as a secret; what the guest writes is not in the clear on the host.
+func TestInstanceEncryptedVolume(t *testing.T) {
+	needVM(t)
+	td := start(t, stateDir(t))
+	c := td.Local
+	ctx := ctxT(t, 4*time.Minute)
+	cleanupInstances(t, c, "default")
+	if _, err := c.CreateStoragePool(ctx, api.StoragePoolsPost{Name: "fast", Driver: "dir"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateVolume(ctx, "default", api.VolumesPost{Name: "vault", Pool: "fast", Size: 64 << 20, Encrypted: true}); err != nil {
+		t.Fatal(err)
+	}
+	buildImage(t, c, "busy")
+	launch(t, c, "", api.InstancesPost{Name: "enc", Image: "busy", Volumes: []api.InstanceVolume{{Volume: "vault"}}})
+	res := execIn(t, c, "", "enc", "/bin/sh", "-c", diskScript("vault", `printf '%-16s' SECRETMARKER | dd of=$d bs=16 count=1 conv=fsync 2>/dev/null && dd if=$d bs=16 count=1 2>/dev/null`))
+	if res.ExitCode != 0 || strings.TrimSpace(string(res.Stdout)) != "SECRETMARKER" {
+		t.Fatalf("encrypted volume in the guest: %d %q %s", res.ExitCode, res.Stdout, res.Stderr)
+	}
+	state(t, c, "", "enc", "stop")
+	v, err := c.GetVolume(ctx, "", "vault")
+	if err != nil || !v.Encrypted || v.AttachedTo != "enc" {
+		t.Fatalf("volume %+v %v", v, err)
+	}
+	filepath.WalkDir(filepath.Join(td.D.Config().StateDir, "storage"), func(p string, e fs.DirEntry, err error) error {
+		if err == nil && e.Type().IsRegular() {
+			if b, _ := os.ReadFile(p); bytes.Contains(b, []byte("SECRETMARKER")) {
+				t.Errorf("%s holds the guest's data in the clear", p)
+			}
+		}
+		return nil
+	})
 }

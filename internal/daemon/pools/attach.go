@@ -169,7 +169,7 @@ func (s *subsystem) diskSpec(ctx context.Context, rec volumeRecord) (compute.Dis
 		ds.Cache = compute.CacheNone
 	}
 	if a.Key != nil {
-		ds.Secret = &compute.Secret{ID: a.SecretID(), Key: []byte(storage.Passphrase(a.Key))}
+		ds.Secret = &compute.Secret{ID: ds.ID, Key: []byte(storage.Passphrase(a.Key))}
 	}
 	return ds, nil
 }
