@@ -213,8 +213,7 @@ func (s *Subsystem) handleVolumeAttach(d *daemon.Daemon, w http.ResponseWriter, 
 			return daemon.Conflict("volume %s is already attached to instance %s", req.Volume, name)
 		}
 	}
-	vols, err := validateAttachments(name, append(append([]api.InstanceVolume{}, in.Volumes...), req), nil)
-	if err != nil {
+	if _, err := validateAttachments(name, []api.InstanceVolume{req}, nil); err != nil {
 		return err
 	}
 	key := recordKey(project, name)
@@ -224,6 +223,10 @@ func (s *Subsystem) handleVolumeAttach(d *daemon.Daemon, w http.ResponseWriter, 
 	defer s.release(key)
 	if in, err = s.getRecord(r.Context(), project, name); err != nil {
 		return err
+	}
+	vols, err := validateAttachments(name, append(append([]api.InstanceVolume{}, in.Volumes...), req), nil)
+	if err != nil {
+		return err // e.g. the mountpoint is taken by another volume of the instance
 	}
 	live := running(in)
 	if live && in.Profile != api.ImageFull {
