@@ -148,7 +148,10 @@ func bootOnce(ctx context.Context, o Options) (bool, string) {
 		args = append(args, "-initrd", o.Initrd)
 	}
 	cmd := exec.Command(o.Binary, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Own process group so the kill below takes QEMU's helpers too; Pdeathsig so a daemon
+	// killed during the probe does not leave a QEMU spinning under -enable-kvm (unlike
+	// instances, the probe must never outlive the process that started it).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return false, err.Error()

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -110,4 +111,76 @@ func TestMarkerDetection(t *testing.T) {
 	if n := probeProcesses(); n != 0 {
 		t.Fatalf("%d probe QEMU processes left running", n)
 	}
+}
+
+// TestProbeDiesWithItsParent runs a probe in a child process, kills that process with
+// SIGKILL in the middle of the probe boot, and checks no probe QEMU is left behind.
+func TestProbeDiesWithItsParent(t *testing.T) {
+	if os.Getenv("FINVIRT_PROBE_CHILD") == "1" {
+		// Probe again and again (on a KVM host one probe ends quickly) until killed.
+		opts := probeTestOptions(t)
+		for {
+			ResetCache()
+			Probe(context.Background(), opts)
+		}
+	}
+	probeTestOptions(t) // skips when QEMU or the kernel is missing
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestProbeDiesWithItsParent$")
+	cmd.Env = append(os.Environ(), "FINVIRT_PROBE_CHILD=1")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tag := "finvirt-accel-probe-" + strconv.Itoa(cmd.Process.Pid)
+	deadline := time.Now().Add(60 * time.Second)
+	for len(pidsWithArg(tag)) == 0 {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatal("the child never started its probe QEMU")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	deadline = time.Now().Add(30 * time.Second)
+	for len(pidsWithArg(tag)) > 0 {
+		if time.Now().After(deadline) {
+			for _, p := range pidsWithArg(tag) {
+				syscall.Kill(p, syscall.SIGKILL)
+			}
+			t.Fatal("probe QEMU outlived the process that started it")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// probeTestOptions are the options of a real probe boot, or a skip saying why there is none.
+func probeTestOptions(t *testing.T) Options {
+	t.Helper()
+	t.Setenv(EnvOverride, "")
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 not installed")
+	}
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		t.Skipf("/dev/kvm does not open here (%v): the probe never starts QEMU", err)
+	}
+	f.Close()
+	return Options{Kernel: testvm.Vmlinux(t), Deadline: 8 * time.Second}
+}
+
+// pidsWithArg lists processes whose command line contains s.
+func pidsWithArg(s string) []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil && strings.Contains(string(b), s) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
