@@ -153,12 +153,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 // DoBody sends a raw (streamed) request body, e.g. a disk image or a file, and decodes the
 // JSON answer into out.
 func (c *Client) DoBody(ctx context.Context, method, path string, body io.Reader, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/octet-stream")
-	resp, err := c.send(req)
+	resp, err := c.stream(ctx, method, path, body)
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -70,12 +69,5 @@ func (c *Client) stream(ctx context.Context, method, path string, body io.Reader
 	if body != nil {
 		req.Header.Set("Content-Type", "application/octet-stream")
 	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("cannot reach the finvirt daemon at %s: %v (is 'finvirt daemon' running? set FINVIRT_SOCKET or --socket)", c.desc, unwrapNet(err))
-	}
-	return resp, nil
+	return c.send(req)
 }
