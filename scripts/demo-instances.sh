@@ -40,9 +40,11 @@ NET_bank= NET_securities= NET_insurance=
 if [ "$(id -u)" -eq 0 ] && fv network --help >/dev/null 2>&1; then
   step "Networks for the VMs: payments (bank), trading (securities), claims (insurance)"
   VMNETS=1
-  fv network create payments --project bank --subnet 10.90.1.0/24
+  fv network acl create pay-api --project bank --description "who may call the payments API"
+  fv network create payments --project bank --subnet 10.90.1.0/24 --acl pay-api
   fv network create trading --project securities --subnet 10.90.2.0/24
   fv network create claims --project insurance --subnet 10.90.3.0/24
+  fv network acl rule add pay-api --project bank --direction ingress --protocol tcp --port 8080 --source-network claims
   NET_bank="--network payments" NET_securities="--network trading" NET_insurance="--network claims"
 fi
 
@@ -83,6 +85,13 @@ if [ -n "$VMNETS" ]; then
   fv exec trade-1 --project securities -- ip -4 -o addr show | grep 'inet 10\.90\.2\.' || { echo "trade-1 has no address on trading" >&2; exit 1; }
   fv exec claims-1 --project insurance -- ip -4 -o addr show | grep 'inet 10\.90\.3\.' || { echo "claims-1 has no address on claims" >&2; exit 1; }
   ip -o link show master fvbrpayments | sed 's/^[0-9]*: \([^:@]*\).*/tap on fvbrpayments: \1/'
+
+  step "Segmentation report with the VMs on their networks: only claims -> payments tcp/8080 is open"
+  fv network segmentation-report --timeout 1s
+  fv network segmentation-report --timeout 1s -o json >"$WORK/segmentation-vms.json"
+  OPEN=$(grep -c '"reachable": true' "$WORK/segmentation-vms.json" || true)
+  echo "open cells: $OPEN (expected 1: claims -> payments)"
+  [ "$OPEN" = 1 ] || { echo "unexpected segmentation matrix with the VMs plugged in" >&2; exit 1; }
 fi
 
 step "Graceful stop (agent shutdown: workloads get SIGTERM), then delete"
@@ -115,11 +124,16 @@ done
 fv storage pool delete demo
 if [ -n "$VMNETS" ]; then
   step "VM networks: deleted (their NICs went with the VMs; bank's delete needs the second identity)"
-  fv network delete trading --project securities
-  fv network delete claims --project insurance
+  # payments and its ACL first: the ACL's rule names the claims network.
   fv network delete payments --project bank
   NAPPROVAL=$(fv approval list --status pending -o json | sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' | head -1)
   FINVIRT_REMOTE="https://$ADDR" FINVIRT_TOKEN="$BOB" FINVIRT_SERVER_CERT="$WORK/state/server.crt" \
     fv approval approve "$NAPPROVAL" --reason "demo network retired"
+  fv network acl delete pay-api --project bank
+  NAPPROVAL=$(fv approval list --status pending -o json | sed -n 's/.*"id": "\([0-9a-f]*\)".*/\1/p' | head -1)
+  FINVIRT_REMOTE="https://$ADDR" FINVIRT_TOKEN="$BOB" FINVIRT_SERVER_CERT="$WORK/state/server.crt" \
+    fv approval approve "$NAPPROVAL" --reason "demo ACL retired"
+  fv network delete trading --project securities
+  fv network delete claims --project insurance
   if ip -o link show | grep -q 'fvbr\(payments\|trading\|claims\)'; then echo "bridges left on the host" >&2; exit 1; fi
 fi
