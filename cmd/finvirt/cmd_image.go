@@ -122,31 +122,15 @@ func newImageCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var w io.Writer = os.Stdout
-			if args[1] != "-" {
-				// Write beside the target and rename, so an interrupted export leaves no
-				// truncated archive that looks complete.
-				tmp := args[1] + ".partial"
-				f, err := os.Create(tmp)
-				if err != nil {
-					return err
-				}
-				defer os.Remove(tmp)
-				defer f.Close()
-				n, err := c.ExportImage(cmd.Context(), args[0], f)
-				if err != nil {
-					return err
-				}
-				if err := f.Close(); err != nil {
-					return err
-				}
-				if err := os.Rename(tmp, args[1]); err != nil {
-					return err
-				}
+			var n int64
+			err = writeFileAtomic(args[1], func(w io.Writer) error {
+				var err error
+				n, err = c.ExportImage(cmd.Context(), args[0], w)
+				return err
+			})
+			if err == nil && args[1] != "-" {
 				fmt.Fprintf(os.Stderr, "Exported %s to %s (%s)\n", args[0], args[1], units.FormatSize(n))
-				return nil
 			}
-			_, err = c.ExportImage(cmd.Context(), args[0], w)
 			return err
 		},
 	}
@@ -157,15 +141,11 @@ func newImageCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var r io.Reader = os.Stdin
-			if args[0] != "-" {
-				f, err := os.Open(args[0])
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				r = f
+			r, err := openInput(args[0])
+			if err != nil {
+				return err
 			}
+			defer r.Close()
 			im, err := c.ImportImage(cmd.Context(), r)
 			if err != nil {
 				return err

@@ -356,15 +356,11 @@ func newInstanceFileCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var r io.Reader = os.Stdin
-			if args[0] != "-" {
-				f, err := os.Open(args[0])
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				r = f
+			r, err := openInput(args[0])
+			if err != nil {
+				return err
 			}
+			defer r.Close()
 			res, err := c.PushFile(cmd.Context(), project, name, p, uint32(m), r)
 			if err != nil {
 				return err
@@ -384,24 +380,10 @@ func newInstanceFileCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if args[1] == "-" {
-				_, err := c.PullFile(cmd.Context(), project, name, p, os.Stdout)
+			return writeFileAtomic(args[1], func(w io.Writer) error {
+				_, err := c.PullFile(cmd.Context(), project, name, p, w)
 				return err
-			}
-			tmp := args[1] + ".partial"
-			f, err := os.Create(tmp)
-			if err != nil {
-				return err
-			}
-			defer os.Remove(tmp)
-			defer f.Close()
-			if _, err := c.PullFile(cmd.Context(), project, name, p, f); err != nil {
-				return err
-			}
-			if err := f.Close(); err != nil {
-				return err
-			}
-			return os.Rename(tmp, args[1])
+			})
 		},
 	}
 	for _, c := range []*cobra.Command{push, pull} {

@@ -286,22 +286,11 @@ func newVolumeCmd(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		tmp := args[1] + ".partial"
-		f, err := os.Create(tmp)
-		if err != nil {
-			return err
-		}
 		bar := progressbar.DefaultBytes(-1, "exporting "+args[0])
-		err = c.ExportVolume(cmd.Context(), project, args[0], format, io.MultiWriter(f, bar))
-		bar.Finish()
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(tmp)
-			return err
-		}
-		return os.Rename(tmp, args[1])
+		defer bar.Finish()
+		return writeFileAtomic(args[1], func(w io.Writer) error {
+			return c.ExportVolume(cmd.Context(), project, args[0], format, io.MultiWriter(w, bar))
+		})
 	})
 	export.Flags().StringVar(&format, "format", "qcow2", "qcow2 or raw")
 	var ipool, iformat string

@@ -59,3 +59,34 @@ func dash(s string) string {
 	}
 	return s
 }
+
+// writeFileAtomic streams write's output into path through path+".partial", renamed only
+// once everything arrived, so an interrupted download never looks like a complete file.
+// "-" writes to stdout.
+func writeFileAtomic(path string, write func(io.Writer) error) error {
+	if path == "-" {
+		return write(os.Stdout)
+	}
+	tmp := path + ".partial"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	defer f.Close()
+	if err := write(f); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// openInput opens path for reading, or stdin for "-".
+func openInput(path string) (io.ReadCloser, error) {
+	if path == "-" {
+		return io.NopCloser(os.Stdin), nil
+	}
+	return os.Open(path)
+}
