@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/finvirt/finvirt/api"
-	"github.com/finvirt/finvirt/client"
 	"github.com/finvirt/finvirt/internal/units"
 )
 
@@ -484,5 +483,3 @@ func newInstanceMetricsCmd(g *globals) *cobra.Command {
 	instProjectFlag(cmd, &project)
 	return cmd
 }
-
-var _ = client.StatusOf

@@ -6,7 +6,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/finvirt/finvirt/api"
@@ -243,5 +242,3 @@ func (d *Daemon) handleInfo(w http.ResponseWriter, r *http.Request, rc *Request)
 		StoreDriver: "bbolt",
 	})
 }
-
-var _ = strings.TrimSpace

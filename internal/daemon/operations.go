@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"sort"
 	"strconv"
@@ -179,5 +178,3 @@ func (d *Daemon) handleOperationCancel(w http.ResponseWriter, r *http.Request, r
 	<-o.done
 	return writeJSON(w, http.StatusOK, o.snapshot())
 }
-
-var _ = fmt.Sprint

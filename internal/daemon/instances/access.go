@@ -447,5 +447,3 @@ func (s *Subsystem) handleMetrics(_ *daemon.Daemon, w http.ResponseWriter, r *ht
 	}
 	return daemon.WriteJSON(w, http.StatusOK, m)
 }
-
-var _ = fmt.Sprint

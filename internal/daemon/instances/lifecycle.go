@@ -2,7 +2,6 @@ package instances
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -299,5 +298,3 @@ func contains(ss []string, s string) bool {
 	}
 	return false
 }
-
-var _ = errors.Is

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"strings"
 	"time"
 
 	"github.com/finvirt/finvirt/api"
@@ -181,5 +180,3 @@ func projectFlag(p string) string {
 	}
 	return " --project " + p
 }
-
-var _ = strings.TrimSpace
