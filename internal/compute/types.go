@@ -60,6 +60,19 @@ type DiskSpec struct {
 	// Secret, when set, opens the image as LUKS encrypted (qcow2 with encrypt.format=luks, or a
 	// raw LUKS container) with this key.
 	Secret *Secret `json:"secret,omitempty"`
+	// Backing, when set, is the image's backing chain below Path (its parent first, the base
+	// last). QEMU then opens exactly these files, each with the disk's Secret where Encrypted,
+	// instead of following the paths written in the qcow2 headers — which cannot work for an
+	// encrypted chain (a header names no key) and should not be trusted anyway. Empty: the
+	// header's backing file, if any, is opened as written.
+	Backing []DiskLayer `json:"backing,omitempty"`
+}
+
+// DiskLayer is one read-only backing image of a disk's chain.
+type DiskLayer struct {
+	Path      string     `json:"path"`
+	Format    DiskFormat `json:"format"`
+	Encrypted bool       `json:"encrypted,omitempty"`
 }
 
 // NICSpec is a virtual NIC attached to an existing host tap device.

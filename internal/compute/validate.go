@@ -180,6 +180,39 @@ func ValidateDisk(name string, d DiskSpec) error {
 			return invalid(name, "disk %q: secret %q has an empty key", d.ID, d.Secret.ID)
 		}
 	}
+	return validateBacking(name, d)
+}
+
+// maxBackingDepth bounds a disk's chain: every layer is an open file and a node in QEMU.
+const maxBackingDepth = 128
+
+func validateBacking(name string, d DiskSpec) error {
+	if len(d.Backing) == 0 {
+		return nil
+	}
+	if len(d.Backing) > maxBackingDepth {
+		return invalid(name, "disk %q: backing chain of %d layers is deeper than %d; flatten the volume (delete old snapshots)", d.ID, len(d.Backing), maxBackingDepth)
+	}
+	if d.Format != FormatQcow2 {
+		return invalid(name, "disk %q: a %s image cannot have a backing chain; only qcow2 can", d.ID, d.Format)
+	}
+	for i, l := range d.Backing {
+		if !filepath.IsAbs(l.Path) {
+			return invalid(name, "disk %q: backing layer %d path %q must be absolute", d.ID, i+1, l.Path)
+		}
+		switch l.Format {
+		case FormatQcow2:
+		case FormatRaw:
+			if i != len(d.Backing)-1 {
+				return invalid(name, "disk %q: backing layer %d is raw but has layers below it; only the base may be raw", d.ID, i+1)
+			}
+		default:
+			return invalid(name, "disk %q: backing layer %d format %q is unknown; use qcow2 or raw", d.ID, i+1, l.Format)
+		}
+		if l.Encrypted && d.Secret == nil {
+			return invalid(name, "disk %q: backing layer %d is encrypted but the disk has no secret", d.ID, i+1)
+		}
+	}
 	return nil
 }
 

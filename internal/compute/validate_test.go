@@ -50,6 +50,24 @@ func TestValidate(t *testing.T) {
 		{"empty secret", func(s *Spec) {
 			s.Disks = []DiskSpec{{ID: "a", Path: "/a", Format: FormatQcow2, Secret: &Secret{ID: "k"}}}
 		}, "empty key"},
+		{"backing under raw", func(s *Spec) {
+			s.Disks = []DiskSpec{{ID: "a", Path: "/a", Format: FormatRaw, Backing: []DiskLayer{{Path: "/b", Format: FormatQcow2}}}}
+		}, "cannot have a backing chain"},
+		{"backing relative", func(s *Spec) {
+			s.Disks = []DiskSpec{{ID: "a", Path: "/a", Format: FormatQcow2, Backing: []DiskLayer{{Path: "b.qcow2", Format: FormatQcow2}}}}
+		}, "backing layer 1 path"},
+		{"raw backing not at the base", func(s *Spec) {
+			s.Disks = []DiskSpec{{ID: "a", Path: "/a", Format: FormatQcow2, Backing: []DiskLayer{{Path: "/b", Format: FormatRaw}, {Path: "/c", Format: FormatQcow2}}}}
+		}, "only the base may be raw"},
+		{"backing bad format", func(s *Spec) {
+			s.Disks = []DiskSpec{{ID: "a", Path: "/a", Format: FormatQcow2, Backing: []DiskLayer{{Path: "/b", Format: "vmdk"}}}}
+		}, "format \"vmdk\""},
+		{"encrypted backing without secret", func(s *Spec) {
+			s.Disks = []DiskSpec{{ID: "a", Path: "/a", Format: FormatQcow2, Backing: []DiskLayer{{Path: "/b", Format: FormatQcow2, Encrypted: true}}}}
+		}, "has no secret"},
+		{"backing too deep", func(s *Spec) {
+			s.Disks = []DiskSpec{{ID: "a", Path: "/a", Format: FormatQcow2, Backing: make([]DiskLayer, maxBackingDepth+1)}}
+		}, "deeper than"},
 		{"nic bad tap", func(s *Spec) { s.NICs = []NICSpec{{ID: "n", Tap: "a/b", MAC: "52:54:00:00:00:01"}} }, "tap"},
 		{"nic bad mac", func(s *Spec) { s.NICs = []NICSpec{{ID: "n", Tap: "t0", MAC: "zz"}} }, "48-bit MAC"},
 		{"nic id clashes with disk", func(s *Spec) {

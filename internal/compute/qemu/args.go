@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"strconv"
@@ -128,13 +129,57 @@ func diskNodes(d compute.DiskSpec) (file, format map[string]any) {
 			format["key-secret"] = secretID(d)
 		}
 	}
+	if len(d.Backing) > 0 {
+		format["backing"] = backingNode(d, 0, direct, aio)
+	}
 	return file, format
+}
+
+// backingNode spells out layer i of the disk's backing chain and, nested in it, every layer
+// below, ending in "backing": null so QEMU opens nothing the headers name. Backing layers are
+// read-only and created inline: deleting the top node releases them. Node names (bk<i>-<id>,
+// bf<i>-<id>) stay under QEMU's 31-character limit for 20-character disk ids.
+func backingNode(d compute.DiskSpec, i int, direct bool, aio string) map[string]any {
+	l := d.Backing[i]
+	cache := map[string]any{"direct": direct, "no-flush": false}
+	file := map[string]any{
+		"driver": "file", "node-name": fmt.Sprintf("bf%d-%s", i+1, d.ID), "filename": l.Path, "aio": aio,
+		"read-only": true, "cache": cache,
+	}
+	n := map[string]any{
+		"driver": string(l.Format), "node-name": fmt.Sprintf("bk%d-%s", i+1, d.ID), "file": file,
+		"read-only": true, "cache": cache,
+	}
+	if l.Encrypted && d.Secret != nil {
+		if l.Format == compute.FormatQcow2 {
+			n["encrypt"] = map[string]any{"format": "luks", "key-secret": secretID(d)}
+		} else {
+			n["driver"] = "luks"
+			n["key-secret"] = secretID(d)
+		}
+	}
+	if l.Format == compute.FormatQcow2 {
+		if i+1 < len(d.Backing) {
+			n["backing"] = backingNode(d, i+1, direct, aio)
+		} else {
+			n["backing"] = nil
+		}
+	}
+	return n
 }
 
 func secretID(d compute.DiskSpec) string { return "sec-" + d.Secret.ID }
 
-// blockdevArg renders a blockdev node as a -blockdev dotted key=value list.
+// blockdevArg renders a blockdev node as a -blockdev dotted key=value list, or as JSON (which
+// -blockdev also accepts) when it nests a backing chain: dotted keys cannot say "backing": null.
 func blockdevArg(node map[string]any) string {
+	if _, nested := node["backing"]; nested {
+		b, err := json.Marshal(node)
+		if err != nil {
+			panic(err) // maps of strings, bools and maps only
+		}
+		return string(b)
+	}
 	var parts []string
 	order := []string{"driver", "node-name", "filename", "file", "aio", "read-only", "cache", "encrypt", "key-secret"}
 	for _, k := range order {

@@ -117,6 +117,20 @@ func TestBuildArgs(t *testing.T) {
 			"-object":   {"secret,id=sec-k1,format=raw,file=/proc/self/fd/3"},
 			"-blockdev": {"driver=qcow2,node-name=drive-enc,file=file-enc,read-only=off,cache.direct=on,cache.no-flush=off,encrypt.format=luks,encrypt.key-secret=sec-k1"},
 		}, absent: []string{"TOPSECRET", "VE9QU0VDUkVU"}},
+		{name: "encrypted backing chain spelled out", spec: func() compute.Spec {
+			s := appliance
+			s.Disks = []compute.DiskSpec{{ID: "enc", Path: "/p/top.qcow2", Format: compute.FormatQcow2, Secret: &compute.Secret{ID: "k1", Key: []byte("TOPSECRET")},
+				Backing: []compute.DiskLayer{{Path: "/p/mid.qcow2", Format: compute.FormatQcow2, Encrypted: true}, {Path: "/p/base.qcow2", Format: compute.FormatQcow2, Encrypted: true}}}}
+			return s
+		}, accel: "tcg", fds: map[string]int{"k1": 3}, want: map[string][]string{
+			"-blockdev": {`{"backing":{"backing":{"backing":null,"cache":{"direct":true,"no-flush":false},"driver":"qcow2",` +
+				`"encrypt":{"format":"luks","key-secret":"sec-k1"},"file":{"aio":"threads","cache":{"direct":true,"no-flush":false},"driver":"file",` +
+				`"filename":"/p/base.qcow2","node-name":"bf2-enc","read-only":true},"node-name":"bk2-enc","read-only":true},` +
+				`"cache":{"direct":true,"no-flush":false},"driver":"qcow2","encrypt":{"format":"luks","key-secret":"sec-k1"},` +
+				`"file":{"aio":"threads","cache":{"direct":true,"no-flush":false},"driver":"file","filename":"/p/mid.qcow2","node-name":"bf1-enc","read-only":true},` +
+				`"node-name":"bk1-enc","read-only":true},"cache":{"direct":true,"no-flush":false},"driver":"qcow2",` +
+				`"encrypt":{"format":"luks","key-secret":"sec-k1"},"file":"file-enc","node-name":"drive-enc","read-only":false}`},
+		}, absent: []string{"TOPSECRET", "VE9QU0VDUkVU"}},
 		{name: "full uefi tpm", spec: func() compute.Spec {
 			s := full
 			s.TPM = &compute.TPMSpec{Model: "tpm-crb"}

@@ -125,7 +125,8 @@ func TestInstanceVolumes(t *testing.T) {
 }
 
 // TestInstanceEncryptedVolume: an encrypted (LUKS) volume opens in the guest with the key
-// handed to QEMU as a secret; what the guest writes is not in the clear on the host.
+// handed to QEMU as a secret, and keeps opening after a snapshot, a restore and as a clone
+// (every layer of the chain gets the key); nothing the guest writes is in the clear on the host.
 func TestInstanceEncryptedVolume(t *testing.T) {
 	needVM(t)
 	td := start(t, stateDir(t))
@@ -149,10 +150,63 @@ func TestInstanceEncryptedVolume(t *testing.T) {
 	if err != nil || !v.Encrypted || v.AttachedTo != "enc" {
 		t.Fatalf("volume %+v %v", v, err)
 	}
+
+	// Snapshot, overwrite, restore and clone: the layers below the active one are encrypted
+	// too, so QEMU must get the key for every layer of the chain (not just the top one).
+	guestRW := func(vm, serial, write string) string {
+		t.Helper()
+		script := `dd if=$d bs=16 count=1 2>/dev/null`
+		if write != "" {
+			script = `printf '%-16s' ` + write + ` | dd of=$d bs=16 count=1 conv=fsync 2>/dev/null && sync && ` + script
+		}
+		res := execIn(t, c, "", vm, "/bin/sh", "-c", diskScript(serial, script))
+		if res.ExitCode != 0 {
+			t.Fatalf("%s: guest I/O on %s: %d %q %s", vm, serial, res.ExitCode, res.Stdout, res.Stderr)
+		}
+		return strings.TrimSpace(string(res.Stdout))
+	}
+	if _, err := c.SnapshotVolume(ctx, "", "vault", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	state(t, c, "", "enc", "start")
+	if got := guestRW("enc", "vault", ""); got != "SECRETMARKER" {
+		t.Fatalf("encrypted volume after a snapshot reads %q, want SECRETMARKER", got)
+	}
+	if got := guestRW("enc", "vault", "OVERWRITTEN"); got != "OVERWRITTEN" {
+		t.Fatalf("overwrite read back %q", got)
+	}
+	state(t, c, "", "enc", "stop")
+	if _, err := c.RestoreVolume(ctx, "", "vault", "s1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CloneVolume(ctx, "", "vault", api.VolumeClone{Name: "vault-copy", Snapshot: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.GetVolume(ctx, "", "vault-copy"); err != nil || !v.Encrypted {
+		t.Fatalf("clone of an encrypted volume: %+v %v", v, err)
+	}
+	if _, err := c.AttachInstanceVolume(ctx, "", "enc", api.InstanceVolume{Volume: "vault-copy"}); err != nil {
+		t.Fatal(err)
+	}
+	state(t, c, "", "enc", "start")
+	if got := guestRW("enc", "vault", ""); got != "SECRETMARKER" {
+		t.Fatalf("encrypted volume after restore reads %q, want SECRETMARKER", got)
+	}
+	if got := guestRW("enc", "vault-copy", "CLONEWRITE"); got != "CLONEWRITE" {
+		t.Fatalf("encrypted clone read back %q", got)
+	}
+	if got := guestRW("enc", "vault", ""); got != "SECRETMARKER" {
+		t.Fatalf("writing the clone changed its source: %q", got)
+	}
+	state(t, c, "", "enc", "stop")
+
 	filepath.WalkDir(filepath.Join(td.D.Config().StateDir, "storage"), func(p string, e fs.DirEntry, err error) error {
 		if err == nil && e.Type().IsRegular() {
-			if b, _ := os.ReadFile(p); bytes.Contains(b, []byte("SECRETMARKER")) {
-				t.Errorf("%s holds the guest's data in the clear", p)
+			b, _ := os.ReadFile(p)
+			for _, m := range []string{"SECRETMARKER", "OVERWRITTEN", "CLONEWRITE"} {
+				if bytes.Contains(b, []byte(m)) {
+					t.Errorf("%s holds the guest's data (%s) in the clear", p, m)
+				}
 			}
 		}
 		return nil

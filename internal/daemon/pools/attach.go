@@ -139,9 +139,9 @@ func Detach(ctx context.Context, d *daemon.Daemon, project, volume, instance str
 	})
 }
 
-// diskSpec builds the hypervisor's disk from the pool's Access: the active layer (a qcow2
-// opens its backing chain through its header), the cache policy and, for encrypted volumes,
-// the LUKS passphrase as the secret QEMU receives.
+// diskSpec builds the hypervisor's disk from the pool's Access: the active layer and its
+// backing chain spelled out layer by layer, the cache policy and, for encrypted volumes, the
+// LUKS passphrase as the secret QEMU receives (every encrypted layer names it).
 func (s *subsystem) diskSpec(ctx context.Context, rec volumeRecord) (compute.DiskSpec, error) {
 	p, err := s.pool(rec.Pool)
 	if err != nil {
@@ -159,6 +159,15 @@ func (s *subsystem) diskSpec(ctx context.Context, rec volumeRecord) (compute.Dis
 	ds := compute.DiskSpec{ID: DiskID(rec.Name), Path: top.Path, Format: compute.FormatQcow2, Serial: Serial(rec.Name), ReadOnly: a.ReadOnly}
 	if top.Format == storage.FormatRaw {
 		ds.Format = compute.FormatRaw
+	}
+	// The whole chain goes to QEMU: an encrypted snapshot or clone has layers below the active
+	// one that need the key too, and a qcow2 header's backing path is not trusted.
+	for _, l := range a.Chain[1:] {
+		f := compute.FormatQcow2
+		if l.Format == storage.FormatRaw {
+			f = compute.FormatRaw
+		}
+		ds.Backing = append(ds.Backing, compute.DiskLayer{Path: l.Path, Format: f, Encrypted: l.Encrypted})
 	}
 	switch a.Cache {
 	case storage.CacheWritethrough:
