@@ -42,6 +42,8 @@ func newDaemonCmd(g *globals) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&cfg.StateDir, "state-dir", "/var/lib/finvirt", "directory holding the state database, keys and instance files")
 	f.StringVar(&cfg.Listen, "listen", "", "also serve HTTPS on this TCP address (e.g. 0.0.0.0:8443); clients use tokens or client certificates")
+	f.StringVar(&cfg.Accel, "accel", "auto", "auto (probe KVM with a real boot, else TCG with a warning), kvm (trust KVM without probing) or tcg; $FINVIRT_ACCEL applies when auto")
+	f.StringVar(&cfg.KernelDir, "kernel-dir", "", "unpacked Debian guest kernel package for appliance images (default $FINVIRT_KERNEL_DIR or /var/cache/finvirt/kernel)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	return cmd

@@ -40,6 +40,13 @@ func newInfoCmd(g *globals) *cobra.Command {
 					row(t, "CPUs:", h.CPUs)
 					row(t, "Memory:", units.FormatSize(h.MemoryBytes))
 					row(t, "Accelerator:", h.Accel+" ("+h.AccelReason+")")
+					if h.AccelProbedAt != nil {
+						how := "probed at "
+						if h.AccelCached {
+							how = "cached verdict of the probe at "
+						}
+						row(t, "Accel probe:", how+h.AccelProbedAt.Format(time.RFC3339))
+					}
 					row(t, "Guest kernel:", dash(h.KernelVersion))
 					row(t, "QEMU:", dash(h.QEMUVersion))
 				})

@@ -90,6 +90,13 @@ func (c *Config) defaults() {
 // New opens the state and prepares the API; Run serves it.
 func New(cfg Config) (*Daemon, error) {
 	cfg.defaults()
+	switch cfg.Accel {
+	case "", "kvm", "tcg":
+	case "auto":
+		cfg.Accel = ""
+	default:
+		return nil, fmt.Errorf("accelerator %q is unknown: use auto (probe KVM with a real boot, else TCG), kvm or tcg", cfg.Accel)
+	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir %s: %w", cfg.StateDir, err)
 	}

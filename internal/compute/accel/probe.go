@@ -43,6 +43,10 @@ type Options struct {
 	Deadline time.Duration // DefaultDeadline unless set
 	// Override forces the result ("kvm" | "tcg"); empty reads $FINVIRT_ACCEL.
 	Override string
+	// CacheFile, when set, keeps the verdict across processes: a daemon restarted on the same
+	// host boot, with the same QEMU, device and probe kernel, reuses it instead of booting
+	// the probe again (~8 s on a host without working KVM). See cacheKey for what counts.
+	CacheFile string
 }
 
 // Result is the probe's verdict.
@@ -51,7 +55,9 @@ type Result struct {
 	Reason   string        // why this accelerator
 	Warning  string        // set when the host runs slower than it could, or the verdict is forced
 	Duration time.Duration // how long the probe took
-	Cached   bool          // true when an earlier probe in this process answered
+	Cached   bool          // true when an earlier probe (this process, or CacheFile) answered
+	// ProbedAt is when the probe that made this verdict ran (zero for a forced verdict).
+	ProbedAt time.Time `json:",omitempty"`
 }
 
 var (
@@ -69,15 +75,17 @@ func ResetCache() {
 // Probe returns the accelerator to use. The verdict is cached for the process, per options.
 // It returns an error only for an override that is neither kvm nor tcg.
 func Probe(ctx context.Context, o Options) (Result, error) {
+	source := "configuration (--accel " + o.Override + ")"
 	if o.Override == "" {
 		o.Override = os.Getenv(EnvOverride)
+		source = EnvOverride + "=" + o.Override
 	}
 	switch o.Override {
 	case "":
 	case TCG:
-		return Result{Accel: TCG, Reason: "forced by " + EnvOverride + "=tcg or option"}, nil
+		return Result{Accel: TCG, Reason: "forced by " + source}, nil
 	case KVM:
-		return Result{Accel: KVM, Reason: "forced by " + EnvOverride + "=kvm or option",
+		return Result{Accel: KVM, Reason: "forced by " + source,
 			Warning: "KVM was not probed; if guests hang at boot, the host's KVM cannot run them (nested or PVM host)"}, nil
 	default:
 		return Result{}, fmt.Errorf("accelerator override %q is unknown; use %s=kvm or %s=tcg", o.Override, EnvOverride, EnvOverride)
@@ -101,11 +109,27 @@ func Probe(ctx context.Context, o Options) (Result, error) {
 		r.Cached = true
 		return r, nil
 	}
+	var pkey string
+	var parts []string
+	if o.CacheFile != "" {
+		pkey, parts = cacheKey(o)
+		if p, ok := loadPersisted(o.CacheFile, pkey); ok {
+			r := p.Result
+			r.Cached, r.ProbedAt = true, p.ProbedAt
+			cache[key] = r
+			return r, nil
+		}
+	}
 	start := time.Now()
 	r := probe(ctx, o)
-	r.Duration = time.Since(start)
+	r.Duration, r.ProbedAt = time.Since(start), start
 	if ctx.Err() == nil {
 		cache[key] = r // a cancelled probe proves nothing; do not remember it
+		if o.CacheFile != "" {
+			if err := savePersisted(o.CacheFile, persisted{Key: pkey, Inputs: parts, Result: r, ProbedAt: start}); err != nil {
+				r.Warning = strings.TrimSpace(r.Warning + " (probe verdict not saved: " + err.Error() + ")")
+			}
+		}
 	}
 	return r, nil
 }

@@ -211,7 +211,10 @@ func (s *Subsystem) Stop() {
 func (s *Subsystem) probeHost(ctx context.Context) api.HostInfo {
 	h := api.HostInfo{CPUs: runtime.NumCPU(), MemoryBytes: hostMemory()}
 	h.Hostname, _ = os.Hostname()
-	opts := accel.Options{Override: s.d.Config().Accel, Deadline: accel.DefaultDeadline}
+	// The verdict persists in the state dir: a restart on the same host boot with the same QEMU
+	// and kernel skips the probe boot (see accel.Options.CacheFile for what invalidates it).
+	opts := accel.Options{Override: s.d.Config().Accel, Deadline: accel.DefaultDeadline,
+		CacheFile: filepath.Join(s.d.Config().StateDir, "accel-probe.json")}
 	if k, err := image.FindKernel(s.kernelDir()); err == nil {
 		h.KernelVersion = k.Version
 		if vm, err := image.CachedVmlinux(filepath.Join(s.images.Dir(), "kernels"), k.Vmlinuz); err == nil {
@@ -225,7 +228,11 @@ func (s *Subsystem) probeHost(ctx context.Context) api.HostInfo {
 		// Only a bad override errs: run safely under TCG and say why.
 		res = accel.Result{Accel: accel.TCG, Reason: err.Error()}
 	}
-	h.Accel, h.AccelReason, h.AccelWarning = res.Accel, res.Reason, res.Warning
+	h.Accel, h.AccelReason, h.AccelWarning, h.AccelCached = res.Accel, res.Reason, res.Warning, res.Cached
+	if !res.ProbedAt.IsZero() {
+		at := res.ProbedAt.UTC()
+		h.AccelProbedAt = &at
+	}
 	if h.Accel == accel.TCG && h.AccelWarning == "" {
 		h.AccelWarning = "guests run under TCG (software emulation, 10-50x slower than KVM): " + res.Reason
 	}
