@@ -62,6 +62,15 @@ type Driver interface {
 	Close() error
 }
 
+// DiskSnapshotter is implemented by drivers that can take a live external snapshot of a
+// running instance's disk: overlay (one empty qcow2 layer whose backing file is the disk's
+// current top image, made by the storage pool) becomes the disk's new top and the old top is
+// frozen. In-flight I/O is drained first, so the frozen layer is crash-consistent. The
+// instance's definition follows (the overlay over the old chain).
+type DiskSnapshotter interface {
+	SnapshotDisk(ctx context.Context, name, diskID string, overlay DiskSpec) error
+}
+
 // Errors callers test with errors.Is.
 var (
 	ErrNotFound     = errors.New("instance not found")

@@ -235,7 +235,16 @@ func (d *Driver) DetachDisk(ctx context.Context, name, diskID string) error {
 		if err := unplug(ctx, c, name, "disk-"+diskID); err != nil {
 			return err
 		}
-		for _, node := range []string{"drive-" + diskID, "file-" + diskID} {
+		// Live-snapshot overlays sit above the disk's own nodes: delete them newest first.
+		overlays, err := overlayNodes(ctx, c, diskID)
+		if err != nil {
+			return fmt.Errorf("instance %q: disk %s: %w", name, diskID, err)
+		}
+		var nodes []string
+		for _, o := range overlays {
+			nodes = append(nodes, o.name)
+		}
+		for _, node := range append(nodes, "drive-"+diskID, "file-"+diskID) {
 			if err := qmpDo(ctx, c, "blockdev-del", map[string]any{"node-name": node}); err != nil {
 				return fmt.Errorf("instance %q: disk %s: %w", name, diskID, err)
 			}

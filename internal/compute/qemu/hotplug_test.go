@@ -156,6 +156,39 @@ func TestHotplugFull(t *testing.T) {
 	}
 	consoleCommand(t, info, "disks", "=FVDATA1")
 
+	// Live external snapshots of the running guest's disk: each overlay becomes the top node,
+	// the definition follows, bad requests change nothing, and detach removes every overlay.
+	for i, ov := range []string{dir + "/ov1.qcow2", dir + "/ov2.qcow2"} {
+		back := plain
+		if i > 0 {
+			back = dir + "/ov1.qcow2"
+		}
+		qemuImg(t, "create", "-q", "-f", "qcow2", "-b", back, "-F", "qcow2", ov)
+		if err := d.SnapshotDisk(ctx, "hp", "data", compute.DiskSpec{ID: "ov", Path: ov, Format: compute.FormatQcow2}); err != nil {
+			t.Fatalf("live snapshot %d: %v", i+1, err)
+		}
+	}
+	if n := blockNodes(t, d, "hp"); !slices.ContainsFunc([]string{"sn1-data", "sn2-data"}, func(s string) bool { _, ok := n[s]; return ok }) {
+		t.Fatalf("overlay nodes missing: %v", n)
+	}
+	if got, _ := d.Info(ctx, "hp"); got.Spec.Disks[0].Path != dir+"/ov2.qcow2" || len(got.Spec.Disks[0].Backing) != 2 || got.Spec.Disks[0].Backing[1].Path != plain {
+		t.Fatalf("definition after live snapshots: %+v", got.Spec.Disks[0])
+	}
+	for _, bad := range []struct {
+		disk string
+		ov   compute.DiskSpec
+		want error
+	}{
+		{"nope", compute.DiskSpec{Path: dir + "/x.qcow2", Format: compute.FormatQcow2}, compute.ErrNotFound},
+		{"data", compute.DiskSpec{Path: "x.qcow2", Format: compute.FormatQcow2}, compute.ErrInvalid},
+		{"enc", compute.DiskSpec{Path: dir + "/x.qcow2", Format: compute.FormatQcow2}, compute.ErrInvalid}, // plain overlay on LUKS
+	} {
+		if err := d.SnapshotDisk(ctx, "hp", bad.disk, bad.ov); !errors.Is(err, bad.want) {
+			t.Fatalf("snapshot %s with %+v: %v, want %v", bad.disk, bad.ov, err, bad.want)
+		}
+	}
+	consoleCommand(t, info, "disks", "=FVDATA1")
+
 	for _, id := range []string{"data", "enc"} {
 		if err := d.DetachDisk(ctx, "hp", id); err != nil {
 			t.Fatal(err)
@@ -169,7 +202,7 @@ func TestHotplugFull(t *testing.T) {
 	if p := peripherals(t, d, "hp"); slices.Contains(p, "disk-data") || slices.Contains(p, "nic-n1") {
 		t.Fatalf("devices left after detach: %v", p)
 	}
-	if n := blockNodes(t, d, "hp"); n["drive-data"] || n["file-enc"] {
+	if n := blockNodes(t, d, "hp"); n["drive-data"] || n["file-enc"] || len(n) != 0 {
 		t.Fatalf("block nodes left after detach: %v", n)
 	}
 	consoleCommand(t, info, "disks", "DISKS []")

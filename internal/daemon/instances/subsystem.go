@@ -29,6 +29,7 @@ import (
 	"github.com/finvirt/finvirt/internal/compute/accel"
 	_ "github.com/finvirt/finvirt/internal/compute/qemu" // registers the "qemu" driver
 	"github.com/finvirt/finvirt/internal/daemon"
+	"github.com/finvirt/finvirt/internal/daemon/pools"
 	"github.com/finvirt/finvirt/internal/image"
 )
 
@@ -117,6 +118,9 @@ func (s *Subsystem) Start(ctx context.Context) error {
 		return err
 	}
 	if err := os.MkdirAll(s.filesDir(""), 0o700); err != nil {
+		return err
+	}
+	if err := pools.SetInstanceHooks(s.d, s.storageHooks()); err != nil {
 		return err
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/finvirt/finvirt/internal/compute"
@@ -152,6 +153,10 @@ func (s *subsystem) diskSpec(ctx context.Context, rec volumeRecord) (compute.Dis
 	if err != nil {
 		return compute.DiskSpec{}, storageErr(err, pv, rec.Name)
 	}
+	return accessDisk(rec, a)
+}
+
+func accessDisk(rec volumeRecord, a storage.Access) (compute.DiskSpec, error) {
 	if len(a.Chain) == 0 {
 		return compute.DiskSpec{}, daemon.Conflict("volume %s: the pool returned no image to open", rec.Name)
 	}
@@ -183,18 +188,82 @@ func (s *subsystem) diskSpec(ctx context.Context, rec volumeRecord) (compute.Dis
 	return ds, nil
 }
 
-// holderRunning says whether the instance holding a volume may have it open: any state but
-// stopped or error (a missing record is a stale attachment).
-func (s *subsystem) holderRunning(project, instance string) bool {
-	e, err := s.d.Store().Get(context.Background(), "instances/"+project+"/"+instance)
+// InstanceHooks is what the instances subsystem lends the storage subsystem, so that storage
+// never reads instance records or speaks to the hypervisor itself.
+type InstanceHooks struct {
+	// Running reports whether the holder may have the volume open: any state but stopped or
+	// error. A missing instance is not running (a stale attachment).
+	Running func(ctx context.Context, project, instance string) bool
+	// SnapshotDisk switches the running holder's disk diskID to overlay, a new empty layer
+	// whose backing is the disk's current top (the hypervisor's live external snapshot).
+	SnapshotDisk func(ctx context.Context, project, instance, diskID string, overlay compute.DiskSpec) error
+}
+
+// SetInstanceHooks registers the instances subsystem's hooks with d's storage subsystem.
+func SetInstanceHooks(d *daemon.Daemon, h InstanceHooks) error {
+	s, err := lookup(d)
 	if err != nil {
-		return false
+		return err
 	}
-	var in struct {
-		Status string `json:"status"`
-	}
-	if json.Unmarshal(e.Value, &in) != nil {
+	s.hooksMu.Lock()
+	s.hooks = h
+	s.hooksMu.Unlock()
+	return nil
+}
+
+func (s *subsystem) instanceHooks() InstanceHooks {
+	s.hooksMu.Lock()
+	defer s.hooksMu.Unlock()
+	return s.hooks
+}
+
+// holderRunning says whether the instance holding a volume may have it open. Without the
+// instances subsystem nobody can be running it... except that storage cannot know: assume it
+// runs, which refuses what would be unsafe on an open volume.
+func (s *subsystem) holderRunning(project, instance string) bool {
+	h := s.instanceHooks()
+	if h.Running == nil {
 		return true
 	}
-	return in.Status != "stopped" && in.Status != "error"
+	return h.Running(context.Background(), project, instance)
+}
+
+// liveSnapshot snapshots a volume that its running holder has open, on pools whose snapshots
+// need the hypervisor (dir): the pool makes the overlay, the holder's QEMU switches to it
+// (blockdev-add + blockdev-snapshot, which drains in-flight I/O: the snapshot is
+// crash-consistent, like pulling the power at that instant), then the pool records it. If the
+// hypervisor refuses, the overlay is deleted and nothing changed.
+func (s *subsystem) liveSnapshot(ctx context.Context, p storage.Pool, ls storage.LiveSnapshotter, rec volumeRecord, snapshot string) (storage.Snapshot, error) {
+	h := s.instanceHooks()
+	if h.SnapshotDisk == nil {
+		return storage.Snapshot{}, daemon.Conflict("volume %s is attached to running instance %s and this daemon cannot reach its hypervisor: stop the instance first", rec.Name, rec.AttachedTo)
+	}
+	pv := poolVolumeName(rec.Project, rec.Name)
+	begun, err := ls.BeginLiveSnapshot(ctx, pv, snapshot)
+	if err != nil {
+		return storage.Snapshot{}, storageErr(err, pv, rec.Name)
+	}
+	ov, err := accessDisk(rec, begun.Overlay)
+	if err != nil {
+		begun.Abort()
+		return storage.Snapshot{}, err
+	}
+	ov.ID = "ov" // the hypervisor names the overlay's nodes itself
+	if err := h.SnapshotDisk(ctx, rec.Project, rec.AttachedTo, DiskID(rec.Name), ov); err != nil {
+		begun.Abort()
+		return storage.Snapshot{}, fmt.Errorf("live snapshot of volume %s on instance %s: %w", rec.Name, rec.AttachedTo, err)
+	}
+	if err := begun.Commit(); err != nil {
+		// QEMU writes to the overlay already; the pool keeps it (Commit never deletes it).
+		return storage.Snapshot{}, storageErr(err, pv, rec.Name)
+	}
+	snaps, err := p.ListSnapshots(ctx, pv)
+	if err == nil {
+		for _, sn := range snaps {
+			if sn.Name == snapshot {
+				return sn, nil
+			}
+		}
+	}
+	return storage.Snapshot{Name: snapshot, Size: begun.Overlay.Size}, nil
 }

@@ -46,6 +46,9 @@ type subsystem struct {
 	mu       sync.Mutex
 	open     map[string]storage.Pool // by pool name
 	errs     map[string]string       // pools that failed to open, and why
+
+	hooksMu sync.Mutex
+	hooks   InstanceHooks // lent by the instances subsystem (SetInstanceHooks)
 }
 
 // poolRecord is what the store keeps of a pool.

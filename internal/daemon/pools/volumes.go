@@ -369,13 +369,22 @@ func (s *subsystem) handleSnapshotCreate(d *daemon.Daemon, w http.ResponseWriter
 	if err := daemon.ValidName("snapshot", req.Name); err != nil {
 		return err
 	}
-	_, _, p, err := s.volumeInPool(r.Context(), project, name)
+	rec, _, p, err := s.volumeInPool(r.Context(), project, name)
 	if err != nil {
 		return err
 	}
-	sn, err := p.CreateSnapshot(r.Context(), poolVolumeName(project, name), req.Name)
-	if err != nil {
-		return storageErr(err, poolVolumeName(project, name), name)
+	var sn storage.Snapshot
+	if ls, live := p.(storage.LiveSnapshotter); live && rec.AttachedTo != "" && s.holderRunning(project, rec.AttachedTo) {
+		// The holder's QEMU has the active layer open: it must switch to the new overlay.
+		sn, err = s.liveSnapshot(r.Context(), p, ls, rec, req.Name)
+		if err != nil {
+			return err
+		}
+	} else {
+		sn, err = p.CreateSnapshot(r.Context(), poolVolumeName(project, name), req.Name)
+		if err != nil {
+			return storageErr(err, poolVolumeName(project, name), name)
+		}
 	}
 	err = d.Commit(r.Context(), r, rq, http.StatusCreated, func(tx store.Tx) error { return nil })
 	if err != nil {
