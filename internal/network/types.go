@@ -67,7 +67,8 @@ type NIC struct {
 	// attaches that existing link (a veth end in tests) instead of creating a tap.
 	Tap      string `json:"tap,omitempty" yaml:"tap,omitempty"`
 	HostLink string `json:"host_link,omitempty" yaml:"host_link,omitempty"`
-	// BandwidthMbit limits traffic towards the instance (0: unlimited).
+	// BandwidthMbit limits traffic in both directions (0: unlimited): shaped towards the
+	// instance (TBF), policed from it (nftables limit in the NIC's bridge port chain).
 	BandwidthMbit  int      `json:"bandwidth_mbit,omitempty" yaml:"bandwidth_mbit,omitempty"`
 	SecurityGroups []string `json:"security_groups,omitempty" yaml:"security_groups,omitempty"`
 	// TapOwner is the uid owning a created tap (QEMU may run unprivileged).

@@ -39,6 +39,14 @@ func (r *renderer) renderBridge(t *nftables.Table) {
 		drop := func(ex []expr.Any, why string) {
 			r.rule(ch, cat(ex, one(&expr.Counter{}, verdict(expr.VerdictDrop))), why)
 		}
+		if nic.BandwidthMbit > 0 {
+			// Egress policing: TBF on the tap only shapes traffic towards the guest and this
+			// kernel has no act_police, so traffic from the guest over the NIC's rate is
+			// dropped here (TCP backs off to the rate). Burst: 100 ms at the rate.
+			rate := uint64(nic.BandwidthMbit) * 1000 * 1000 / 8
+			drop([]expr.Any{&expr.Limit{Type: expr.LimitTypePktBytes, Rate: rate, Over: true,
+				Unit: expr.LimitTimeSecond, Burst: uint32(max(rate/10, 64*1024))}}, "egress-limit")
+		}
 		drop(llNeq(6, 6, nic.HWAddr), "spoofed-mac")
 		// ARP: sender hardware address at 8, sender protocol address at 14 (Ethernet/IPv4).
 		drop(cat(etherType(ethTypeARP), nhCmp(expr.CmpOpNeq, 8, 6, nic.HWAddr)), "spoofed-arp-mac")

@@ -48,6 +48,14 @@ func TestBandwidthLimit(t *testing.T) {
 	if ltd > 0.5*unl || ltd > 40e6 {
 		t.Errorf("limited %s not well below unlimited %s / the 20 Mbit/s limit", nettest.Mbit(ltd), nettest.Mbit(unl))
 	}
+	// From the guest: the bridge-family limit rule in the NIC's port chain polices it.
+	src.NS.IperfServer(t, 5202)
+	unlEg := free.NS.Iperf(t, src.IP, 5202, 2)
+	ltdEg := lim.NS.Iperf(t, src.IP, 5202, 2)
+	t.Logf("egress: unlimited %s, limited (20 Mbit/s) %s", nettest.Mbit(unlEg), nettest.Mbit(ltdEg))
+	if ltdEg > 0.5*unlEg || ltdEg > 40e6 {
+		t.Errorf("egress limited %s not well below unlimited %s / the 20 Mbit/s limit", nettest.Mbit(ltdEg), nettest.Mbit(unlEg))
+	}
 	// Removing the limit removes the qdisc.
 	if err := qos.Apply(nh, l, qos.Limit{}); err != nil {
 		t.Fatal(err)
