@@ -183,6 +183,10 @@ func (c *Client) writeLocked(ctx context.Context, b []byte) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("agent: write: %w", ctx.Err())
 	}
+	// The conn's deadline can fire a moment before ctx's own timer marks it done.
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return fmt.Errorf("agent: write: %w", context.DeadlineExceeded)
+	}
 	return fmt.Errorf("agent: write: %w", err)
 }
 
