@@ -116,13 +116,13 @@ func (c *Client) handshake(ctx context.Context) error {
 	// payload; a frame's worth of zeros completes it (the CRC then fails and the agent skips
 	// ahead to our hello) instead of waiting for many hellos to fill it.
 	c.wmu.Lock()
-	_, err := c.conn.Write(make([]byte, proto.HeaderSize+proto.MaxPayload))
+	err := c.writeLocked(ctx, make([]byte, proto.HeaderSize+proto.MaxPayload))
 	c.wmu.Unlock()
 	if err != nil {
-		return fmt.Errorf("agent: %w", err)
+		return err
 	}
 	for {
-		if err := c.write(proto.Frame{Type: proto.TypeRequest, ID: c.helloID, Payload: req}); err != nil {
+		if err := c.writeCtx(ctx, proto.Frame{Type: proto.TypeRequest, ID: c.helloID, Payload: req}); err != nil {
 			return err
 		}
 		select {
@@ -146,15 +146,48 @@ func (c *Client) closedErr() error {
 	return ErrClosed
 }
 
-func (c *Client) write(f proto.Frame) error {
+// writeTimeout bounds one frame write: a wedged guest that stops reading its port would
+// otherwise block the writer, and every caller queued on wmu behind it, forever.
+const writeTimeout = 30 * time.Second
+
+func (c *Client) write(f proto.Frame) error { return c.writeCtx(context.Background(), f) }
+
+// writeCtx writes one frame, giving up at writeTimeout, at ctx's deadline, or when ctx ends.
+func (c *Client) writeCtx(ctx context.Context, f proto.Frame) error {
 	b, err := proto.Encode(f)
 	if err != nil {
 		return err
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	_, err = c.conn.Write(b)
-	return err
+	return c.writeLocked(ctx, b)
+}
+
+// writeLocked writes b with a deadline; wmu must be held. Every write sets its own deadline,
+// so one left behind by a cancelled context does not affect the next.
+func (c *Client) writeLocked(ctx context.Context, b []byte) error {
+	dl := time.Now().Add(writeTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
+		dl = d
+	}
+	c.conn.SetWriteDeadline(dl)
+	stop := context.AfterFunc(ctx, func() { c.conn.SetWriteDeadline(time.Unix(1, 0)) })
+	_, err := c.conn.Write(b)
+	stop()
+	if err == nil {
+		return nil
+	}
+	// A frame written in part leaves the agent mid-frame: drop the connection so every call
+	// fails at once with ErrClosed instead of the agent misreading what follows.
+	c.conn.Close()
+	if ctx.Err() != nil {
+		return fmt.Errorf("agent: write: %w", ctx.Err())
+	}
+	// The conn's deadline can fire a moment before ctx's own timer marks it done.
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return fmt.Errorf("agent: write: %w", context.DeadlineExceeded)
+	}
+	return fmt.Errorf("agent: write: %w", err)
 }
 
 func (c *Client) readLoop() {
@@ -245,7 +278,7 @@ func (c *Client) do(ctx context.Context, req proto.Request, sink func(uint8, []b
 		cleanup()
 		return proto.Response{}, err
 	}
-	if err := c.write(proto.Frame{Type: proto.TypeRequest, ID: id, Payload: b}); err != nil {
+	if err := c.writeCtx(ctx, proto.Frame{Type: proto.TypeRequest, ID: id, Payload: b}); err != nil {
 		cleanup()
 		return proto.Response{}, fmt.Errorf("agent %s: %w", req.Op, err)
 	}
@@ -305,7 +338,7 @@ func (c *Client) stream(ctx context.Context, id uint32, cl *call, input io.Reade
 					drained = true
 				}
 			}
-			if err := c.write(proto.Frame{Type: proto.TypeData, Chan: proto.ChanStdin, ID: id, Payload: append([]byte(nil), buf[:n]...)}); err != nil {
+			if err := c.writeCtx(ctx, proto.Frame{Type: proto.TypeData, Chan: proto.ChanStdin, ID: id, Payload: append([]byte(nil), buf[:n]...)}); err != nil {
 				return err
 			}
 			window--
