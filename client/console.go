@@ -13,7 +13,8 @@ const EscapeCtrlBracket byte = 0x1d
 // guest and whether the user asked to detach. Everything before the first
 // Ctrl-] is forwarded; the Ctrl-] and anything after it are dropped, because
 // the session is ending. The guest therefore can never receive a Ctrl-] from
-// the interactive console (documented in docs/instances.md).
+// the interactive console; docs/instances.md must say so when the
+// interactive console lands.
 func ScanEscape(p []byte) (forward []byte, detach bool) {
 	if i := bytes.IndexByte(p, EscapeCtrlBracket); i >= 0 {
 		return p[:i], true
