@@ -1,6 +1,12 @@
 package client
 
-import "bytes"
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+)
 
 // EscapeCtrlBracket is the byte that detaches an interactive console, as in
 // telnet: Ctrl-] (0x1d). A single control byte is used rather than ssh's
@@ -20,4 +26,34 @@ func ScanEscape(p []byte) (forward []byte, detach bool) {
 		return p[:i], true
 	}
 	return p, false
+}
+
+// AttachConsole opens the instance's interactive serial console: the returned
+// stream carries what the guest prints and takes what to type. Close detaches
+// (the guest keeps running). A refusal (409: stopped, or held by someone
+// else; 403: not an operator) comes back as *Error.
+func (c *Client) AttachConsole(ctx context.Context, project, name string) (io.ReadWriteCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", c.base+instancePath(project, name, "/console/attach", nil), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "finvirt-console")
+	resp, err := c.send(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		defer resp.Body.Close()
+		if err := c.decode(resp, nil); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("console attach of %s: unexpected %s", name, resp.Status)
+	}
+	rwc, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		resp.Body.Close()
+		return nil, fmt.Errorf("console attach of %s: the connection did not upgrade", name)
+	}
+	return rwc, nil
 }
