@@ -309,14 +309,14 @@ func newInstanceConsoleCmd(g *globals) *cobra.Command {
 	var showLog, follow bool
 	var lines int
 	cmd := &cobra.Command{
-		Use: "console NAME --show-log", Short: "Show an instance's serial console log", Args: cobra.ExactArgs(1),
+		Use: "console NAME [--show-log [--follow]]", Short: "Attach an instance's serial console (Ctrl-] detaches) or show its log", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !showLog && !follow {
-				return fmt.Errorf("the interactive console is not available yet: use 'finvirt console %s --show-log [--follow]' (or 'finvirt exec %s -- sh -c ...')", args[0], args[0])
-			}
 			c, err := g.client()
 			if err != nil {
 				return err
+			}
+			if !showLog && !follow {
+				return runConsoleAttach(cmd.Context(), c, project, args[0])
 			}
 			if follow {
 				return c.FollowConsole(cmd.Context(), project, args[0], lines, stdout)

@@ -34,6 +34,7 @@ func (s *Subsystem) instanceRoutes() []*daemon.Route {
 		{Method: "PUT", Path: n + "/files", Summary: "Write a guest file (?path=, ?mode=; body streamed)", Perm: W, Project: P, Action: "instance.file-push", StreamBody: true, Reply: api.InstanceFile{}, Handler: s.handlePush},
 		{Method: "GET", Path: n + "/files", Summary: "Read a guest file (?path=)", Perm: R, Project: P, Handler: s.handlePull},
 		{Method: "GET", Path: n + "/console", Summary: "The serial console log (?lines=N: the last N lines; ?follow=true: then stream what the guest prints)", Perm: R, Project: P, Handler: s.handleConsole},
+		{Method: "GET", Path: n + "/console/attach", Summary: "Attach the interactive serial console (Connection: Upgrade, Upgrade: finvirt-console; then a raw byte stream; one session per instance)", Perm: W, Project: P, Action: "instance.console", Handler: s.handleConsoleAttach},
 		{Method: "GET", Path: n + "/metrics", Summary: "Guest CPU, memory, load and workload usage from the agent", Perm: R, Project: P, Handler: s.handleMetrics},
 	}
 }

@@ -47,6 +47,7 @@ func TestRBACMatrix(t *testing.T) {
 		dt.Row("PUT", in+"/files?project=bank&path=/x", `{}`, write...),
 		dt.Row("GET", in+"/files?project=bank&path=/x", "", read...),
 		dt.Row("GET", in+"/console?project=bank", "", read...),
+		dt.Row("GET", in+"/console/attach?project=bank", "", write...),
 		dt.Row("GET", in+"/metrics?project=bank", "", read...),
 		dt.Row("POST", in+"/volumes?project=bank", `{"volume":"v"}`, write...),
 		dt.Row("POST", in+"/volumes?project=securities", `{"volume":"v"}`, A, S),

@@ -1,0 +1,85 @@
+package instances
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/finvirt/finvirt/internal/compute"
+	"github.com/finvirt/finvirt/internal/daemon"
+)
+
+// ConsoleUpgrade is the Upgrade token of an interactive console attach: after
+// 101 Switching Protocols the connection is a raw byte stream to and from the
+// guest's serial port (no framing, so no dependency and any client can speak it).
+const ConsoleUpgrade = "finvirt-console"
+
+// consoleHolders records who holds each instance's interactive console: QEMU's
+// chardev socket takes one client, and two people typing into one shell is a
+// mistake a bank wants refused by name rather than silently interleaved.
+var consoleHolders sync.Map // project/name -> identity
+
+func (s *Subsystem) handleConsoleAttach(d *daemon.Daemon, w http.ResponseWriter, r *http.Request, rq *daemon.Request) error {
+	project, name := rq.Project(), r.PathValue("name")
+	if !strings.EqualFold(r.Header.Get("Upgrade"), ConsoleUpgrade) {
+		return daemon.BadRequest("console attach of instance %s: send 'Connection: Upgrade' and 'Upgrade: %s' (or use GET .../console for the log)", name, ConsoleUpgrade)
+	}
+	if err := s.wait(r.Context()); err != nil {
+		return err
+	}
+	in, err := s.getRecord(r.Context(), project, name)
+	if err != nil {
+		return err
+	}
+	info, err := s.drv.Info(r.Context(), in.ID)
+	if err != nil || info.Status.State != compute.StateRunning {
+		state := "gone"
+		if err == nil {
+			state = string(info.Status.State)
+		}
+		return daemon.Conflict("instance %s is %s: start it before attaching its console", name, state)
+	}
+	key := project + "/" + name
+	if holder, busy := consoleHolders.LoadOrStore(key, rq.Identity()); busy {
+		return daemon.Conflict("the console of instance %s is held by %s: wait for them to detach", name, holder)
+	}
+	defer consoleHolders.Delete(key)
+	guest, err := net.Dial("unix", info.ConsoleSocket)
+	if err != nil {
+		return daemon.Conflict("instance %s: its console socket cannot be reached (%v)", name, err)
+	}
+	defer guest.Close()
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		return fmt.Errorf("console attach of instance %s: connection cannot be upgraded", name)
+	}
+	conn, buf, err := hj.Hijack()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := fmt.Fprintf(conn, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", ConsoleUpgrade); err != nil {
+		return nil
+	}
+	start := time.Now()
+	// Either direction ending ends the session; closing both sockets unblocks
+	// the other copy. Closing our end of QEMU's chardev socket leaves the guest
+	// running (server=on keeps listening for the next client).
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(guest, buf); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(conn, guest); done <- struct{}{} }()
+	select {
+	case <-done:
+	case <-r.Context().Done(): // daemon shutdown
+	}
+	conn.Close()
+	guest.Close()
+	_ = d.AuditEvent(context.WithoutCancel(r.Context()), "instance.console", name, project, "ok",
+		fmt.Sprintf("interactive console held by %s for %s", rq.Identity(), time.Since(start).Round(time.Second)))
+	return nil
+}
