@@ -80,6 +80,11 @@ type NICSpec struct {
 	ID  string `json:"id"`  // unique within the instance
 	Tap string `json:"tap"` // host tap interface name (created by the network layer)
 	MAC string `json:"mac"` // unicast MAC, e.g. 52:54:00:12:34:56
+	// NetNS is the path of the network namespace that holds the tap (/run/netns/<name>) when
+	// it is not the driver's own: the driver opens the tap inside it and hands QEMU the open
+	// file descriptor (-netdev tap,fd=N), since QEMU can only open taps by name in its own
+	// namespace. Empty: QEMU opens the tap by name.
+	NetNS string `json:"netns,omitempty"`
 }
 
 // TPMSpec asks for a software TPM 2.0 (swtpm) for a full guest.

@@ -231,6 +231,9 @@ func ValidateNIC(name string, nic NICSpec) error {
 	if mac[0]&1 != 0 {
 		return invalid(name, "nic %q: mac %q is a multicast address; the first octet must be even", nic.ID, nic.MAC)
 	}
+	if nic.NetNS != "" && !filepath.IsAbs(nic.NetNS) {
+		return invalid(name, "nic %q: network namespace %q must be an absolute path like /run/netns/NAME", nic.ID, nic.NetNS)
+	}
 	return nil
 }
 

@@ -69,6 +69,7 @@ func TestValidate(t *testing.T) {
 			s.Disks = []DiskSpec{{ID: "a", Path: "/a", Format: FormatQcow2, Backing: make([]DiskLayer, maxBackingDepth+1)}}
 		}, "deeper than"},
 		{"nic bad tap", func(s *Spec) { s.NICs = []NICSpec{{ID: "n", Tap: "a/b", MAC: "52:54:00:00:00:01"}} }, "tap"},
+		{"nic relative netns", func(s *Spec) { s.NICs = []NICSpec{{ID: "n", Tap: "t0", MAC: "52:54:00:00:00:01", NetNS: "netns/x"}} }, "absolute path"},
 		{"nic bad mac", func(s *Spec) { s.NICs = []NICSpec{{ID: "n", Tap: "t0", MAC: "zz"}} }, "48-bit MAC"},
 		{"nic id clashes with disk", func(s *Spec) {
 			s.Disks = []DiskSpec{{ID: "x", Path: "/a", Format: FormatRaw}}

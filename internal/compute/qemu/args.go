@@ -170,6 +170,10 @@ func backingNode(d compute.DiskSpec, i int, direct bool, aio string) map[string]
 
 func secretID(d compute.DiskSpec) string { return "sec-" + d.Secret.ID }
 
+// tapFDKey is the key of a NIC's inherited tap descriptor in BuildArgs' fd map (secret ids
+// are [a-z0-9-], so "tap/" never collides with one).
+func tapFDKey(nicID string) string { return "tap/" + nicID }
+
 // blockdevArg renders a blockdev node as a -blockdev dotted key=value list, or as JSON (which
 // -blockdev also accepts) when it nests a backing chain: dotted keys cannot say "backing": null.
 func blockdevArg(node map[string]any) string {
@@ -222,8 +226,9 @@ func diskDevice(model string, d compute.DiskSpec) string {
 }
 
 // BuildArgs returns the QEMU argv (without the binary) for spec. It is a pure function of its
-// inputs. secretFD maps a disk secret id to the fd number QEMU inherits it on (see
-// startProcess): keys never appear in argv. accel is "kvm" or "tcg".
+// inputs. secretFD maps a disk secret id (and tapFDKey(nic id) for taps in another network
+// namespace) to the fd number QEMU inherits it on (see startProcess): keys never appear in
+// argv. accel is "kvm" or "tcg".
 func BuildArgs(spec compute.Spec, l Layout, accel string, secretFD map[string]int) ([]string, error) {
 	microvm := spec.Profile == compute.ProfileAppliance
 	a := []string{"-name", esc(spec.Name) + ",debug-threads=on"}
@@ -309,7 +314,15 @@ func BuildArgs(spec compute.Spec, l Layout, accel string, secretFD map[string]in
 	}
 	for _, n := range spec.NICs {
 		bus := port(n.ID)
-		a = append(a, "-netdev", "tap,id=net-"+n.ID+",ifname="+n.Tap+",script=no,downscript=no",
+		netdev := "tap,id=net-" + n.ID + ",ifname=" + n.Tap + ",script=no,downscript=no"
+		if n.NetNS != "" {
+			fd, ok := secretFD[tapFDKey(n.ID)]
+			if !ok {
+				return nil, fmt.Errorf("nic %q: no fd for its tap %s in %s", n.ID, n.Tap, n.NetNS)
+			}
+			netdev = fmt.Sprintf("tap,id=net-%s,fd=%d,vhost=off", n.ID, fd)
+		}
+		a = append(a, "-netdev", netdev,
 			"-device", dev("virtio-net-device", "virtio-net-pci")+",netdev=net-"+n.ID+",mac="+n.MAC+",id=nic-"+n.ID+bus)
 	}
 	if spec.Balloon {

@@ -131,6 +131,13 @@ func TestBuildArgs(t *testing.T) {
 				`"node-name":"bk1-enc","read-only":true},"cache":{"direct":true,"no-flush":false},"driver":"qcow2",` +
 				`"encrypt":{"format":"luks","key-secret":"sec-k1"},"file":"file-enc","node-name":"drive-enc","read-only":false}`},
 		}, absent: []string{"TOPSECRET", "VE9QU0VDUkVU"}},
+		{name: "tap in another netns is inherited", spec: func() compute.Spec {
+			s := appliance
+			s.NICs = []compute.NICSpec{{ID: "eth0", Tap: "tap-a0", MAC: "52:54:00:00:00:01", NetNS: "/run/netns/n1"}}
+			return s
+		}, accel: "tcg", fds: map[string]int{"tap/eth0": 4}, want: map[string][]string{
+			"-netdev": {"tap,id=net-eth0,fd=4,vhost=off"},
+		}, absent: []string{"ifname=tap-a0"}},
 		{name: "full uefi tpm", spec: func() compute.Spec {
 			s := full
 			s.TPM = &compute.TPMSpec{Model: "tpm-crb"}

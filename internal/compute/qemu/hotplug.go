@@ -275,6 +275,11 @@ func (d *Driver) AttachNIC(ctx context.Context, name string, nic compute.NICSpec
 	if err != nil {
 		return err
 	}
+	if c != nil && nic.NetNS != "" {
+		// Handing QEMU a descriptor at run time needs SCM_RIGHTS over QMP (getfd), which this
+		// driver does not do; at boot the tap fd is inherited instead.
+		return fmt.Errorf("%w: instance %q: hot-plug of a NIC whose tap is in network namespace %s; stop the instance, attach, start", compute.ErrNotSupported, name, nic.NetNS)
+	}
 	r := revert.New()
 	defer r.Fail()
 	if c != nil {

@@ -97,6 +97,19 @@ func (d *Driver) start(ctx context.Context, in *instance) error {
 		fds[disk.Secret.ID] = 3 + len(extra)
 		extra = append(extra, pr)
 	}
+	// Taps in another network namespace are opened there and inherited (fd N, -netdev
+	// tap,fd=N): QEMU could only open them by name in its own namespace.
+	for _, nic := range spec.NICs {
+		if nic.NetNS == "" {
+			continue
+		}
+		f, err := openTap(nic.NetNS, nic.Tap)
+		if err != nil {
+			return fmt.Errorf("nic %s: %w", nic.ID, err)
+		}
+		fds[tapFDKey(nic.ID)] = 3 + len(extra)
+		extra = append(extra, f)
+	}
 	if spec.TPM != nil {
 		if err := startTPM(ctx, l); err != nil {
 			return err

@@ -178,10 +178,13 @@ func guestConfig(cfg *agent.Config, in api.Instance) {
 	}
 }
 
-func nicSpecs(in api.Instance) []compute.NICSpec {
+// nicSpecs are the VM's NICs; when the network subsystem works in another namespace the
+// driver opens the taps there and QEMU inherits them.
+func (s *Subsystem) nicSpecs(in api.Instance) []compute.NICSpec {
 	var out []compute.NICSpec
+	ns := networks.NetNSPath(s.d)
 	for i, n := range in.NICs {
-		out = append(out, compute.NICSpec{ID: fmt.Sprintf("net%d", i), Tap: n.Tap, MAC: n.MAC})
+		out = append(out, compute.NICSpec{ID: fmt.Sprintf("net%d", i), Tap: n.Tap, MAC: n.MAC, NetNS: ns})
 	}
 	return out
 }

@@ -36,7 +36,7 @@ func (s *Subsystem) spec(in api.Instance, im *image.Image, volumes []compute.Dis
 		sp.Disks = []compute.DiskSpec{{ID: "root", Path: s.rootPath(in.ID), Format: compute.FormatQcow2}}
 	}
 	sp.Disks = append(sp.Disks, volumes...)
-	sp.NICs = nicSpecs(in)
+	sp.NICs = s.nicSpecs(in)
 	return sp
 }
 

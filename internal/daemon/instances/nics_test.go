@@ -16,12 +16,12 @@ import (
 	"github.com/finvirt/finvirt/internal/network/nettest"
 )
 
-// TestInstanceNICs wires an instance to a project network at the spec level: the daemon's
-// network subsystem works in a test namespace, and QEMU (which runs in the daemon's own
-// namespace and could not open a tap there) is not started. Checked: the instance record
-// lists the NIC (tap, MAC, static address in the subnet), the VM definition has the tap
-// and MAC, the tap exists on the network's bridge in the namespace, another project's
-// network is refused, and deleting the instance removes the tap.
+// TestInstanceNICs wires an instance to a project network at the spec level (the guest is not
+// started; TestGuestNetworkIsolation boots guests on NICs): the daemon's network subsystem
+// works in a test namespace. Checked: the instance record lists the NIC (tap, MAC, static
+// address in the subnet), the VM definition has the tap, MAC and the namespace that holds the
+// tap, the tap exists on the network's bridge in the namespace, another project's network is
+// refused, and deleting the instance removes the tap.
 func TestInstanceNICs(t *testing.T) {
 	needVM(t)
 	nettest.RequireRoot(t)
@@ -76,7 +76,7 @@ func TestInstanceNICs(t *testing.T) {
 	if err := json.Unmarshal(b, &spec); err != nil {
 		t.Fatal(err)
 	}
-	if len(spec.NICs) != 1 || spec.NICs[0].Tap != nic.Tap || spec.NICs[0].MAC != nic.MAC {
+	if len(spec.NICs) != 1 || spec.NICs[0].Tap != nic.Tap || spec.NICs[0].MAC != nic.MAC || spec.NICs[0].NetNS != ns.Path() {
 		t.Fatalf("VM spec NICs %+v, want tap %s mac %s", spec.NICs, nic.Tap, nic.MAC)
 	}
 	link := ns.MustExec(t, "ip", "-o", "link", "show", nic.Tap)

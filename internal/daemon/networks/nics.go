@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 
 	"github.com/finvirt/finvirt/internal/daemon"
 	"github.com/finvirt/finvirt/internal/network"
@@ -114,5 +115,22 @@ func InstanceNetwork(ctx context.Context, d *daemon.Daemon, project, networkName
 	if err != nil {
 		return "", "", err
 	}
-	return rec.Subnet, rec.Gateway, nil
+	gw := rec.Gateway
+	if gw == "" {
+		// Not given at create: the bridge holds the subnet's first address (network.Validate).
+		if p, err := netip.ParsePrefix(rec.Subnet); err == nil {
+			gw = p.Masked().Addr().Next().String()
+		}
+	}
+	return rec.Subnet, gw, nil
+}
+
+// NetNSPath is the path of the network namespace that holds d's bridges and taps, or "" when
+// it is the daemon's own (the hypervisor then opens taps by name).
+func NetNSPath(d *daemon.Daemon) string {
+	s, err := lookup(d)
+	if err != nil {
+		return ""
+	}
+	return s.ns.Path
 }
