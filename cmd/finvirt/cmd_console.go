@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"golang.org/x/term"
 
@@ -30,6 +32,16 @@ func runConsoleAttach(ctx context.Context, c *client.Client, project, name strin
 			return fmt.Errorf("console %s: cannot put the terminal in raw mode: %v", name, err)
 		}
 		defer term.Restore(fd, old)
+		// SIGTERM/SIGHUP would kill the CLI past the defer and leave the shell raw: they
+		// end the session instead, so the terminal is restored on that way out too.
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM, syscall.SIGHUP)
+		defer signal.Stop(sig)
+		go func() {
+			if _, ok := <-sig; ok {
+				conn.Close()
+			}
+		}()
 		fmt.Fprintf(os.Stderr, "connected to the console of %s; Ctrl-] detaches\r\n", name)
 	}
 	out := make(chan error, 1)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,6 +91,9 @@ func TestCLIInstances(t *testing.T) {
 	if out := mustRun("console", "web", "--show-log"); !strings.Contains(out, "finvirt-agent: serving") {
 		t.Fatalf("console log:\n%s", out)
 	}
+	if _, _, code := p.cli("launch", "--help"); code == 0 {
+		cliConsolePipe(t, p.socket, run)
+	}
 	// Volumes: an appliance takes disks only while stopped.
 	mustRun("storage", "pool", "create", "fast", "--driver", "dir")
 	mustRun("storage", "volume", "create", "data", "--pool", "fast", "--size", "64MiB")
@@ -176,5 +180,58 @@ func killQEMUsUnder(dir string) {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// cliConsolePipe attaches 'finvirt console web' with piped stdin and stdout (no terminal): what
+// the guest writes on ttyS0 reaches stdout, and the end of stdin ends the session, exit 0.
+func cliConsolePipe(t *testing.T, socket string, run func(...string) (string, string, int)) {
+	t.Helper()
+	cmd := exec.Command(binary, "console", "web")
+	cmd.Env = append(os.Environ(), "FINVIRT_SOCKET="+socket)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outPipe, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errBuf bytes.Buffer
+	cmd.Stderr = &errBuf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 1)
+	go func() {
+		var all []byte
+		b := make([]byte, 4096)
+		for {
+			n, err := outPipe.Read(b)
+			all = append(all, b[:n]...)
+			if strings.Contains(string(all), "cli-console-ok") {
+				got <- string(all)
+				io.Copy(io.Discard, outPipe)
+				return
+			}
+			if err != nil {
+				got <- string(all)
+				return
+			}
+		}
+	}()
+	// The session may not be joined yet when the guest first writes: write until it shows.
+	var out string
+	for deadline := time.Now().Add(60 * time.Second); out == "" && time.Now().Before(deadline); {
+		run("exec", "web", "--", "sh", "-c", "echo cli-console-ok > /dev/ttyS0")
+		select {
+		case out = <-got:
+		case <-time.After(time.Second):
+		}
+	}
+	in.Close()
+	werr := cmd.Wait()
+	if !strings.Contains(out, "cli-console-ok") || werr != nil {
+		t.Fatalf("console in pipe mode: stdout %q, exit %v, stderr %s", out, werr, errBuf.String())
 	}
 }

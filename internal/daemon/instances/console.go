@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/finvirt/finvirt/api"
 	"github.com/finvirt/finvirt/internal/compute"
 	"github.com/finvirt/finvirt/internal/daemon"
 )
@@ -32,7 +33,8 @@ func (s *Subsystem) handleConsoleAttach(d *daemon.Daemon, w http.ResponseWriter,
 	if err := s.wait(r.Context()); err != nil {
 		return err
 	}
-	in, err := s.getRecord(r.Context(), project, name)
+	// running gives the precise 409 (stopped: how to start it; paused: how to resume it).
+	in, err := s.running(r.Context(), project, name, "attach to the console of")
 	if err != nil {
 		return err
 	}
@@ -42,11 +44,11 @@ func (s *Subsystem) handleConsoleAttach(d *daemon.Daemon, w http.ResponseWriter,
 		if err == nil {
 			state = string(info.Status.State)
 		}
-		return daemon.Conflict("instance %s is %s: start it before attaching its console", name, state)
+		return daemon.Conflict("instance %s in project %s: its VM is %s: start it ('finvirt start %s%s') before attaching its console", name, project, state, name, projectFlag(project))
 	}
 	key := project + "/" + name
 	if holder, busy := consoleHolders.LoadOrStore(key, rq.Identity()); busy {
-		return daemon.Conflict("the console of instance %s is held by %s: wait for them to detach", name, holder)
+		return daemon.Conflict("the console of instance %s is held by %s: wait for them to detach (the log stays readable: 'finvirt console %s --show-log --follow%s')", name, holder, name, projectFlag(project))
 	}
 	defer consoleHolders.Delete(key)
 	guest, err := net.Dial("unix", info.ConsoleSocket)
@@ -67,6 +69,9 @@ func (s *Subsystem) handleConsoleAttach(d *daemon.Daemon, w http.ResponseWriter,
 		return nil
 	}
 	start := time.Now()
+	// Recorded at attach too, so a session in progress is visible in the audit log.
+	_ = d.AuditEvent(context.WithoutCancel(r.Context()), "instance.console.attach", name, project, api.OutcomeSuccess,
+		fmt.Sprintf("interactive console attached by %s", rq.Identity()))
 	// Either direction ending ends the session; closing both sockets unblocks
 	// the other copy. Closing our end of QEMU's chardev socket leaves the guest
 	// running (server=on keeps listening for the next client).
@@ -75,11 +80,12 @@ func (s *Subsystem) handleConsoleAttach(d *daemon.Daemon, w http.ResponseWriter,
 	go func() { _, _ = io.Copy(conn, guest); done <- struct{}{} }()
 	select {
 	case <-done:
-	case <-r.Context().Done(): // daemon shutdown
+	case <-r.Context().Done():
+	case <-s.ctx.Done(): // daemon shutdown: hijacked connections are not closed by the server
 	}
 	conn.Close()
 	guest.Close()
-	_ = d.AuditEvent(context.WithoutCancel(r.Context()), "instance.console", name, project, "ok",
+	_ = d.AuditEvent(context.WithoutCancel(r.Context()), "instance.console", name, project, api.OutcomeSuccess,
 		fmt.Sprintf("interactive console held by %s for %s", rq.Identity(), time.Since(start).Round(time.Second)))
 	return nil
 }
