@@ -71,10 +71,13 @@ echo
 if fv exec claims-1 --project insurance -- sh -c 'exit 3'; then echo "exit code NOT propagated" >&2; exit 1; else echo "exec exit code propagated: $?"; fi
 fv metrics remit-1 --project bank
 
-step "Attached volumes: the guest sees its clone as a virtio disk whose serial is the volume name"
+step "Attached volumes: the guest sees its clone as a virtio disk whose serial is the volume name; a live snapshot while it runs"
 fv storage volume list --project bank
 fv exec remit-1 --project bank -- sh -c 'for b in /sys/block/vd*; do echo "${b##*/} serial=$(cat $b/serial) size=$(($(cat $b/size) / 2048))MiB"; done'
 fv exec remit-1 --project bank -- sh -c 'for b in /sys/block/vd*; do [ "$(cat $b/serial)" = remit-1-data ] && d=/dev/${b##*/}; done; echo ledger-v1 | dd of=$d bs=512 conv=sync,fsync 2>/dev/null && dd if=$d bs=9 count=1 2>/dev/null; echo'
+fv storage volume snapshot remit-1-data before-eod --project bank   # live: remit-1 keeps running
+fv exec remit-1 --project bank -- sh -c 'for b in /sys/block/vd*; do [ "$(cat $b/serial)" = remit-1-data ] && d=/dev/${b##*/}; done; echo ledger-v2 | dd of=$d bs=512 conv=sync,fsync 2>/dev/null && dd if=$d bs=9 count=1 2>/dev/null; echo'
+fv storage volume snapshots remit-1-data --project bank
 if fv storage volume delete trade-1-data --project securities 2>"$WORK/vol.err"; then echo "deleting an attached volume NOT refused" >&2; exit 1; fi
 echo "refused as expected: $(cat "$WORK/vol.err")"
 
