@@ -30,8 +30,9 @@ type ImagesPost struct {
 	// Binaries are absolute paths on the daemon host: static executables placed at /bin/<name>
 	// (appliance) or /usr/local/bin/<name> (full).
 	Binaries []string `json:"binaries,omitempty"`
-	// KernelPackage is a directory on the daemon host holding an unpacked Debian kernel
-	// package (boot/vmlinuz-*, lib/modules/); default the daemon's kernel dir.
+	// KernelPackage is a Debian kernel package name (linux-image-cloud-amd64: the daemon
+	// downloads, unpacks and caches it) or an absolute directory on the daemon host holding
+	// one unpacked (boot/vmlinuz-*, lib/modules/); default the daemon's kernel dir.
 	KernelPackage string `json:"kernel_package,omitempty"`
 	// Debootstrap is the Debian suite of a full image (default bookworm).
 	Debootstrap string `json:"debootstrap,omitempty"`

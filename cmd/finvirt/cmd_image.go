@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/finvirt/finvirt/api"
+	"github.com/finvirt/finvirt/internal/image"
 	"github.com/finvirt/finvirt/internal/units"
 )
 
@@ -43,7 +44,9 @@ func newImageCmd(g *globals) *cobra.Command {
 				}
 				req.Binaries = append(req.Binaries, abs)
 			}
-			if kernelPkg != "" {
+			if kernelPkg != "" && image.IsKernelPackageName(kernelPkg) && !dirExists(kernelPkg) {
+				req.KernelPackage = kernelPkg // a Debian package name: the daemon fetches it
+			} else if kernelPkg != "" {
 				if req.KernelPackage, err = filepath.Abs(kernelPkg); err != nil {
 					return err
 				}
@@ -63,7 +66,7 @@ func newImageCmd(g *globals) *cobra.Command {
 		},
 	}
 	build.Flags().StringArrayVar(&binaries, "binary", nil, "static executable to include (repeatable)")
-	build.Flags().StringVar(&kernelPkg, "kernel-package", "", "directory with an unpacked Debian kernel package (default: the daemon's kernel dir)")
+	build.Flags().StringVar(&kernelPkg, "kernel-package", "", "Debian kernel package to boot, by name (e.g. linux-image-cloud-amd64: the daemon downloads and caches it) or as a directory holding one unpacked (default: the daemon's kernel dir)")
 	build.Flags().StringVar(&suite, "debootstrap", "", "build a full image of this Debian suite (e.g. bookworm)")
 	build.Flags().StringSliceVar(&include, "include", nil, "extra Debian packages of a full image (a,b,c)")
 	build.Flags().IntVar(&diskMB, "disk-mb", 0, "root filesystem size of a full image in MB (default 2048)")
@@ -171,4 +174,9 @@ func showImage(g *globals, im api.Image) error {
 		row(t, "Binaries:", dash(strings.Join(im.Files, " ")))
 		row(t, "Used by:", dash(strings.Join(im.UsedBy, ", ")))
 	})
+}
+
+func dirExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/finvirt/finvirt/api"
 	"github.com/finvirt/finvirt/internal/auth"
@@ -129,7 +130,22 @@ func (s *Subsystem) validateBuild(req *api.ImagesPost) error {
 		}
 		seen[filepath.Base(b)] = true
 	}
-	if req.KernelPackage != "" {
+	switch {
+	case req.KernelPackage == "":
+	case image.IsKernelPackageName(req.KernelPackage):
+		// A package name: resolved now (apt-cache, fast) so a bad name fails the request;
+		// downloaded and unpacked in the build operation.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if _, err := image.ResolveKernelPackage(ctx, req.KernelPackage); err != nil {
+			if errors.Is(err, image.ErrNoPackage) {
+				return daemon.NotFound("image %s: kernel_package: %v", req.Name, err)
+			}
+			return daemon.BadRequest("image %s: kernel_package: %v", req.Name, err)
+		}
+	case !filepath.IsAbs(req.KernelPackage):
+		return daemon.BadRequest("image %s: kernel_package %q is neither a Debian package name nor an absolute directory path", req.Name, req.KernelPackage)
+	default:
 		if _, err := image.FindKernel(req.KernelPackage); err != nil {
 			return daemon.BadRequest("image %s: kernel_package: %v", req.Name, err)
 		}
@@ -169,6 +185,12 @@ func (s *Subsystem) handleImageBuild(d *daemon.Daemon, w http.ResponseWriter, r 
 	op := s.startOp("Building "+req.Kind+" image "+req.Name, "", map[string]string{"images": "/1.0/images/" + req.Name}, func(ctx context.Context, progress daemon.ProgressFunc) error {
 		defer s.release(key)
 		var err error
+		if image.IsKernelPackageName(req.KernelPackage) {
+			if req.KernelPackage, err = s.fetchKernelPackage(ctx, req.KernelPackage, image.Progress(progress)); err != nil {
+				s.d.AuditEvent(context.Background(), "image.build-failed", "image/"+req.Name, "", api.OutcomeFailed, err.Error())
+				return fmt.Errorf("build image %s: %w", req.Name, err)
+			}
+		}
 		if req.Kind == api.ImageFull {
 			_, err = s.images.BuildFull(ctx, req.Name, image.FullSpec{Agent: agentBin, KernelDir: req.KernelPackage, Suite: req.Debootstrap, Include: req.Include, DiskMB: req.DiskMB, Binaries: req.Binaries}, image.Progress(progress))
 		} else {
@@ -242,4 +264,14 @@ func (s *Subsystem) handleImageImport(d *daemon.Daemon, w http.ResponseWriter, r
 	}
 	d.Lifecycle(rq, "image-created", "", "/1.0/images/"+im.Name)
 	return daemon.WriteJSON(w, http.StatusCreated, s.toAPIImage(r.Context(), im))
+}
+
+// fetchKernelPackage returns the unpacked directory of the kernel package name, downloading it
+// into the state dir's kernel package cache the first time.
+func (s *Subsystem) fetchKernelPackage(ctx context.Context, name string, progress image.Progress) (string, error) {
+	k, err := image.ResolveKernelPackage(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	return image.FetchKernelPackage(ctx, k, filepath.Join(s.d.Config().StateDir, "kernel-packages"), progress)
 }

@@ -328,6 +328,9 @@ func badInput(t *testing.T, c *client.Client, sd string) {
 			{api.ImagesPost{Name: "x", Binaries: []string{"busybox"}}, 400, "absolute path"},
 			{api.ImagesPost{Name: "x", Binaries: []string{"/no/such/bin"}}, 400, "/no/such/bin"},
 			{api.ImagesPost{Name: "x", Kind: "vm"}, 400, "kind"},
+			{api.ImagesPost{Name: "x", KernelPackage: "finvirt-no-such-kernel"}, 404, "no such Debian package: finvirt-no-such-kernel"},
+			{api.ImagesPost{Name: "x", KernelPackage: "rel/kernel"}, 400, "neither a Debian package name nor an absolute directory"},
+			{api.ImagesPost{Name: "x", KernelPackage: "/no/such/dir"}, 400, "kernel_package"},
 			{api.ImagesPost{Name: "busy"}, 409, "busy already exists"},
 		} {
 			_, err := c.BuildImage(ctx, tc.req)
