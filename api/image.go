@@ -31,7 +31,9 @@ type ImagesPost struct {
 	// (appliance) or /usr/local/bin/<name> (full).
 	Binaries []string `json:"binaries,omitempty"`
 	// KernelPackage is a directory on the daemon host holding an unpacked Debian kernel
-	// package (boot/vmlinuz-*, lib/modules/); default the daemon's kernel dir.
+	// package (boot/vmlinuz-*, lib/modules/) when it contains '/', else a Debian package name
+	// (linux-image-cloud-amd64 or a linux-image-* package) the daemon fetches with apt into its
+	// kernel-packages cache; default the daemon's kernel dir.
 	KernelPackage string `json:"kernel_package,omitempty"`
 	// Debootstrap is the Debian suite of a full image (default bookworm).
 	Debootstrap string `json:"debootstrap,omitempty"`

@@ -43,7 +43,10 @@ func newImageCmd(g *globals) *cobra.Command {
 				}
 				req.Binaries = append(req.Binaries, abs)
 			}
-			if kernelPkg != "" {
+			// A value with '/' is a directory on this host; otherwise a Debian package name
+			// the daemon resolves and fetches with apt.
+			req.KernelPackage = kernelPkg
+			if strings.Contains(kernelPkg, "/") {
 				if req.KernelPackage, err = filepath.Abs(kernelPkg); err != nil {
 					return err
 				}
@@ -63,7 +66,7 @@ func newImageCmd(g *globals) *cobra.Command {
 		},
 	}
 	build.Flags().StringArrayVar(&binaries, "binary", nil, "static executable to include (repeatable)")
-	build.Flags().StringVar(&kernelPkg, "kernel-package", "", "directory with an unpacked Debian kernel package (default: the daemon's kernel dir)")
+	build.Flags().StringVar(&kernelPkg, "kernel-package", "", "guest kernel: a directory with an unpacked Debian kernel package (contains '/', e.g. ./kernel) or a Debian package name such as linux-image-cloud-amd64, fetched with apt on the daemon host (default: the daemon's kernel dir)")
 	build.Flags().StringVar(&suite, "debootstrap", "", "build a full image of this Debian suite (e.g. bookworm)")
 	build.Flags().StringSliceVar(&include, "include", nil, "extra Debian packages of a full image (a,b,c)")
 	build.Flags().IntVar(&diskMB, "disk-mb", 0, "root filesystem size of a full image in MB (default 2048)")

@@ -129,7 +129,7 @@ func (s *Subsystem) validateBuild(req *api.ImagesPost) error {
 		}
 		seen[filepath.Base(b)] = true
 	}
-	if req.KernelPackage != "" {
+	if req.KernelPackage != "" && image.IsKernelPackageDir(req.KernelPackage) {
 		if _, err := image.FindKernel(req.KernelPackage); err != nil {
 			return daemon.BadRequest("image %s: kernel_package: %v", req.Name, err)
 		}
@@ -154,6 +154,16 @@ func (s *Subsystem) handleImageBuild(d *daemon.Daemon, w http.ResponseWriter, r 
 	if err := s.validateBuild(&req); err != nil {
 		return err
 	}
+	// A package name (no '/') is resolved now, so a wrong name is a 400; the download and
+	// unpack run in the operation.
+	var kpkg *image.KernelPackage
+	if req.KernelPackage != "" && !image.IsKernelPackageDir(req.KernelPackage) {
+		kp, err := image.ResolveKernelPackage(r.Context(), req.KernelPackage)
+		if err != nil {
+			return daemon.BadRequest("image %s: kernel_package: %v", req.Name, err)
+		}
+		kpkg = &kp
+	}
 	agentBin, err := agentBinary()
 	if err != nil {
 		return daemon.Errorf(http.StatusInternalServerError, "%v", err)
@@ -169,6 +179,13 @@ func (s *Subsystem) handleImageBuild(d *daemon.Daemon, w http.ResponseWriter, r 
 	op := s.startOp("Building "+req.Kind+" image "+req.Name, "", map[string]string{"images": "/1.0/images/" + req.Name}, func(ctx context.Context, progress daemon.ProgressFunc) error {
 		defer s.release(key)
 		var err error
+		if kpkg != nil {
+			progress(0, "fetching kernel package "+kpkg.Package+" "+kpkg.Version)
+			if req.KernelPackage, err = image.FetchKernelPackage(ctx, filepath.Join(s.images.Dir(), "kernel-packages"), *kpkg); err != nil {
+				s.d.AuditEvent(context.Background(), "image.build-failed", "image/"+req.Name, "", api.OutcomeFailed, err.Error())
+				return fmt.Errorf("build image %s: %w", req.Name, err)
+			}
+		}
 		if req.Kind == api.ImageFull {
 			_, err = s.images.BuildFull(ctx, req.Name, image.FullSpec{Agent: agentBin, KernelDir: req.KernelPackage, Suite: req.Debootstrap, Include: req.Include, DiskMB: req.DiskMB, Binaries: req.Binaries}, image.Progress(progress))
 		} else {
