@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,7 +97,31 @@ func TestRealProbeOncePerKey(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("%d probes for one key, want 1", n)
 	}
+	// Forced kvm boots nothing; over a saved failed probe it warns loudly.
+	o.Override = KVM
+	r3, err := Probe(context.Background(), o)
+	if err != nil || r3.Accel != KVM || n != 1 {
+		t.Fatalf("forced kvm: %+v %v probes=%d", r3, err, n)
+	}
+	if loud := strings.Contains(r3.Warning, "KVM IS FORCED"); loud != (r1.Accel == TCG) {
+		t.Fatalf("forced kvm over a %s verdict: loud warning %v: %q", r1.Accel, loud, r3.Warning)
+	}
 	if p := probeProcesses(); p != 0 {
 		t.Fatalf("%d probe QEMU processes left", p)
+	}
+}
+
+// TestForcedKVMOverWorkingProbe: a saved kvm verdict keeps the forced kvm's warning quiet,
+// and the forced verdict runs no probe.
+func TestForcedKVMOverWorkingProbe(t *testing.T) {
+	o, runs := fakeProbeEnv(t)
+	ResetCache()
+	if r, err := Probe(context.Background(), o); err != nil || r.Accel != KVM || runs() != 1 {
+		t.Fatalf("probe: %+v %v", r, err)
+	}
+	o.Override = KVM
+	r, err := Probe(context.Background(), o)
+	if err != nil || r.Accel != KVM || runs() != 1 || strings.Contains(r.Warning, "KVM IS FORCED") {
+		t.Fatalf("forced kvm over a working probe: %+v %v runs=%d", r, err, runs())
 	}
 }
