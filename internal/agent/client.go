@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -25,13 +26,16 @@ var ErrClosed = errors.New("agent: connection closed")
 // Frames for one call are delivered by a single reader goroutine, so an Exec whose Stdout
 // writer blocks delays the other calls: give it a writer that does not block for long.
 type Client struct {
-	conn net.Conn
-	wmu  sync.Mutex
+	conn         net.Conn
+	name         string        // names the agent (instance or socket) in errors
+	writeTimeout time.Duration // bound on one frame write
+	wmu          sync.Mutex
 
 	mu      sync.Mutex
 	pending map[uint32]*call
 	nextID  uint32
 	err     error // set once the reader stopped
+	werr    error // the failed write that dropped the connection, if one did
 	done    chan struct{}
 
 	synced  chan struct{} // closed when the hello answer arrived
@@ -54,7 +58,7 @@ func Dial(ctx context.Context, socketPath string) (*Client, error) {
 	for {
 		conn, err := d.DialContext(ctx, "unix", socketPath)
 		if err == nil {
-			c := newClient(conn)
+			c := newClient(conn, Options{Name: socketPath})
 			if err := c.handshake(ctx); err != nil {
 				c.Close()
 				return nil, err
@@ -72,7 +76,21 @@ func Dial(ctx context.Context, socketPath string) (*Client, error) {
 // NewClient wraps an established connection (for tests and custom transports) and performs
 // the handshake.
 func NewClient(ctx context.Context, conn net.Conn) (*Client, error) {
-	c := newClient(conn)
+	return NewClientOptions(ctx, conn, Options{})
+}
+
+// Options tune a client.
+type Options struct {
+	// Name identifies the agent in errors (e.g. "instance web-1"); the peer address (the
+	// socket path) unless set.
+	Name string
+	// WriteTimeout bounds one frame write; DefaultWriteTimeout unless set.
+	WriteTimeout time.Duration
+}
+
+// NewClientOptions is NewClient with options.
+func NewClientOptions(ctx context.Context, conn net.Conn, o Options) (*Client, error) {
+	c := newClient(conn, o)
 	if err := c.handshake(ctx); err != nil {
 		c.Close()
 		return nil, err
@@ -80,11 +98,20 @@ func NewClient(ctx context.Context, conn net.Conn) (*Client, error) {
 	return c, nil
 }
 
-func newClient(conn net.Conn) *Client {
+func newClient(conn net.Conn, o Options) *Client {
 	var rb [8]byte
 	rand.Read(rb[:])
+	if o.Name == "" && conn.RemoteAddr() != nil {
+		o.Name = conn.RemoteAddr().String()
+	}
+	if o.Name == "" || o.Name == "@" || o.Name == "pipe" {
+		o.Name = "(unnamed connection)"
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
 	c := &Client{
-		conn: conn, pending: map[uint32]*call{}, done: make(chan struct{}), synced: make(chan struct{}),
+		conn: conn, name: o.Name, writeTimeout: o.WriteTimeout, pending: map[uint32]*call{}, done: make(chan struct{}), synced: make(chan struct{}),
 		nonce: hex.EncodeToString(rb[:]),
 		// Random ids make frames left over from an earlier host connection unlikely to match.
 		nextID: binary.BigEndian.Uint32(rb[4:]) | 1,
@@ -140,15 +167,18 @@ func (c *Client) handshake(ctx context.Context) error {
 func (c *Client) closedErr() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.werr != nil {
+		return fmt.Errorf("%w: %w", ErrClosed, c.werr)
+	}
 	if c.err != nil && !errors.Is(c.err, io.EOF) && !errors.Is(c.err, net.ErrClosed) {
 		return fmt.Errorf("%w: %v", ErrClosed, c.err)
 	}
 	return ErrClosed
 }
 
-// writeTimeout bounds one frame write: a wedged guest that stops reading its port would
+// DefaultWriteTimeout bounds one frame write: a wedged guest that stops reading its port would
 // otherwise block the writer, and every caller queued on wmu behind it, forever.
-const writeTimeout = 30 * time.Second
+const DefaultWriteTimeout = 30 * time.Second
 
 func (c *Client) write(f proto.Frame) error { return c.writeCtx(context.Background(), f) }
 
@@ -166,28 +196,42 @@ func (c *Client) writeCtx(ctx context.Context, f proto.Frame) error {
 // writeLocked writes b with a deadline; wmu must be held. Every write sets its own deadline,
 // so one left behind by a cancelled context does not affect the next.
 func (c *Client) writeLocked(ctx context.Context, b []byte) error {
-	dl := time.Now().Add(writeTimeout)
+	dl := time.Now().Add(c.writeTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
 		dl = d
 	}
 	c.conn.SetWriteDeadline(dl)
-	stop := context.AfterFunc(ctx, func() { c.conn.SetWriteDeadline(time.Unix(1, 0)) })
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() { c.conn.SetWriteDeadline(time.Unix(1, 0)); close(fired) })
 	_, err := c.conn.Write(b)
-	stop()
+	if !stop() {
+		<-fired // else it could cut the next writer's deadline short
+	}
 	if err == nil {
 		return nil
 	}
+	switch {
+	case ctx.Err() != nil:
+		err = fmt.Errorf("agent %s: write: %w", c.name, ctx.Err())
+	case func() bool { d, ok := ctx.Deadline(); return ok && !time.Now().Before(d) }():
+		// The conn's deadline can fire a moment before ctx's own timer marks it done.
+		err = fmt.Errorf("agent %s: write: %w", c.name, context.DeadlineExceeded)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		err = fmt.Errorf("agent %s: write timed out after %v: the guest agent stopped reading its port (guest wedged?): %w",
+			c.name, c.writeTimeout, err)
+	default:
+		err = fmt.Errorf("agent %s: write: %w", c.name, err)
+	}
 	// A frame written in part leaves the agent mid-frame: drop the connection so every call
-	// fails at once with ErrClosed instead of the agent misreading what follows.
+	// fails at once with ErrClosed (carrying this error) instead of the agent misreading what
+	// follows.
+	c.mu.Lock()
+	if c.werr == nil {
+		c.werr = err
+	}
+	c.mu.Unlock()
 	c.conn.Close()
-	if ctx.Err() != nil {
-		return fmt.Errorf("agent: write: %w", ctx.Err())
-	}
-	// The conn's deadline can fire a moment before ctx's own timer marks it done.
-	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
-		return fmt.Errorf("agent: write: %w", context.DeadlineExceeded)
-	}
-	return fmt.Errorf("agent: write: %w", err)
+	return err
 }
 
 func (c *Client) readLoop() {

@@ -85,8 +85,6 @@ func Probe(ctx context.Context, o Options) (Result, error) {
 	case TCG:
 		return Result{Accel: TCG, Reason: "forced by " + source}, nil
 	case KVM:
-		return Result{Accel: KVM, Reason: "forced by " + source,
-			Warning: "KVM was not probed; if guests hang at boot, the host's KVM cannot run them (nested or PVM host)"}, nil
 	default:
 		return Result{}, fmt.Errorf("accelerator override %q is unknown; use %s=kvm or %s=tcg", o.Override, EnvOverride, EnvOverride)
 	}
@@ -101,6 +99,9 @@ func Probe(ctx context.Context, o Options) (Result, error) {
 	}
 	if o.Deadline <= 0 {
 		o.Deadline = DefaultDeadline
+	}
+	if o.Override == KVM {
+		return forcedKVM(o, source), nil
 	}
 	key := strings.Join([]string{o.Binary, o.Device, o.Kernel, o.Initrd, o.Marker, o.Deadline.String()}, "\x00")
 	cacheMu.Lock()
@@ -121,7 +122,7 @@ func Probe(ctx context.Context, o Options) (Result, error) {
 		}
 	}
 	start := time.Now()
-	r := probe(ctx, o)
+	r := runProbe(ctx, o)
 	r.Duration, r.ProbedAt = time.Since(start), start
 	if ctx.Err() == nil {
 		cache[key] = r // a cancelled probe proves nothing; do not remember it
@@ -133,6 +134,9 @@ func Probe(ctx context.Context, o Options) (Result, error) {
 	}
 	return r, nil
 }
+
+// runProbe is the real probe; a test wraps it to count probe boots.
+var runProbe = probe
 
 func probe(ctx context.Context, o Options) Result {
 	f, err := os.OpenFile(o.Device, os.O_RDWR, 0)
@@ -219,4 +223,21 @@ func bootOnce(ctx context.Context, o Options) (bool, string) {
 	case <-ctx.Done():
 		return false, "probe cancelled: " + ctx.Err().Error()
 	}
+}
+
+// forcedKVM trusts a forced kvm without a probe boot: the daemon starts and every launch uses
+// KVM as asked. But where a probe verdict saved for this very host (same key) says KVM does
+// not boot a guest, the warning says so loudly: those guests will hang.
+func forcedKVM(o Options, source string) Result {
+	r := Result{Accel: KVM, Reason: "forced by " + source,
+		Warning: "KVM was not probed; if guests hang at boot, the host's KVM cannot run them (nested or PVM host)"}
+	if o.CacheFile == "" {
+		return r
+	}
+	pkey, _ := cacheKey(o)
+	if p, ok := loadPersisted(o.CacheFile, pkey); ok && p.Result.Accel == TCG {
+		r.Warning = fmt.Sprintf("KVM IS FORCED (%s) BUT THE PROBE ON THIS HOST FAILED at %s (%s): every guest is launched under KVM as asked and will likely hang at boot; use --accel auto or tcg",
+			source, p.ProbedAt.UTC().Format(time.RFC3339), p.Result.Reason)
+	}
+	return r
 }
