@@ -62,7 +62,7 @@ func (s *Subsystem) agentFor(ctx context.Context, id string) (*agent.Client, err
 	if err != nil {
 		return nil, err
 	}
-	c, err = dialAgent(ctx, info.AgentSocket)
+	c, err = dialAgent(ctx, info.AgentSocket, info.Spec.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -72,11 +72,10 @@ func (s *Subsystem) agentFor(ctx context.Context, id string) (*agent.Client, err
 	return c, nil
 }
 
-// dialAgent is agent.Dial with a hard deadline: the client's writes have no deadline of
-// their own, and a guest that stops reading the port (hung, or not yet reading) fills the
-// socket buffer, after which a write - and so Dial - would block past ctx forever. Closing
-// the connection when ctx ends unblocks it.
-func dialAgent(ctx context.Context, socket string) (*agent.Client, error) {
+// dialAgent is agent.Dial bounded by ctx as a whole (the client bounds each write itself,
+// agent.Options.WriteTimeout; closing the connection when ctx ends also ends the hello), with
+// errors that name the instance rather than the socket path.
+func dialAgent(ctx context.Context, socket, instance string) (*agent.Client, error) {
 	var d net.Dialer
 	var conn net.Conn
 	for {
@@ -91,7 +90,7 @@ func dialAgent(ctx context.Context, socket string) (*agent.Client, error) {
 		}
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	c, err := agent.NewClient(ctx, conn)
+	c, err := agent.NewClientOptions(ctx, conn, agent.Options{Name: "instance " + instance})
 	if !stop() {
 		if err == nil {
 			c.Close()
