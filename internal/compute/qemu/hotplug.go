@@ -34,6 +34,16 @@ func (d *Driver) hotplugTarget(in *instance, what string) (*qmp.Client, error) {
 	return c, nil
 }
 
+// diskIndex is the position of disk id in the spec (caller holds in.op).
+func (in *instance) diskIndex(id string) (int, error) {
+	for i, x := range in.spec.Disks {
+		if x.ID == id {
+			return i, nil
+		}
+	}
+	return -1, fmt.Errorf("%w: instance %q has no disk %q", compute.ErrNotFound, in.name, id)
+}
+
 func (in *instance) idTaken(id string) bool {
 	for _, x := range in.spec.Disks {
 		if x.ID == id {
@@ -217,14 +227,9 @@ func (d *Driver) DetachDisk(ctx context.Context, name, diskID string) error {
 		return err
 	}
 	defer unlock()
-	idx := -1
-	for i, x := range in.spec.Disks {
-		if x.ID == diskID {
-			idx = i
-		}
-	}
-	if idx < 0 {
-		return fmt.Errorf("%w: instance %q has no disk %q", compute.ErrNotFound, name, diskID)
+	idx, err := in.diskIndex(diskID)
+	if err != nil {
+		return err
 	}
 	disk := in.spec.Disks[idx]
 	c, err := d.hotplugTarget(in, "disks")

@@ -33,14 +33,9 @@ func (d *Driver) SnapshotDisk(ctx context.Context, name, diskID string, overlay 
 	if (st != compute.StateRunning && st != compute.StatePaused) || c == nil {
 		return fmt.Errorf("%w: instance %q is %s; a live snapshot needs a running or paused instance (snapshot a stopped instance's volume in its pool)", compute.ErrState, name, st)
 	}
-	idx := -1
-	for i, x := range in.spec.Disks {
-		if x.ID == diskID {
-			idx = i
-		}
-	}
-	if idx < 0 {
-		return fmt.Errorf("%w: instance %q has no disk %q", compute.ErrNotFound, name, diskID)
+	idx, err := in.diskIndex(diskID)
+	if err != nil {
+		return err
 	}
 	disk := in.spec.Disks[idx]
 	if !filepath.IsAbs(overlay.Path) || overlay.Format != compute.FormatQcow2 || len(overlay.Backing) != 0 {

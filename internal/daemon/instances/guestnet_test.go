@@ -6,10 +6,6 @@ import (
 	"time"
 
 	"github.com/finvirt/finvirt/api"
-	"github.com/finvirt/finvirt/internal/daemon"
-	dt "github.com/finvirt/finvirt/internal/daemon/daemontest"
-	"github.com/finvirt/finvirt/internal/daemon/networks"
-	"github.com/finvirt/finvirt/internal/network/nettest"
 )
 
 // TestGuestNetworkIsolation boots three appliances on real guest NICs: pay1 and pay2 on
@@ -19,13 +15,7 @@ import (
 // ping and tcp/9090 do not; nothing from payments reaches claims. The network subsystem works
 // in a test namespace, so the QEMU driver opens each tap there and QEMU inherits the fd.
 func TestGuestNetworkIsolation(t *testing.T) {
-	needVM(t)
-	nettest.RequireRoot(t)
-	ns := nettest.NewNS(t, "gn")
-	prefix := "g" + nettest.Suffix()[:3]
-	t.Cleanup(networks.UseNetNS(prefix, ns.Path()))
-	sd := stateDir(t)
-	td := dt.Start(t, func(c *daemon.Config) { c.StateDir = sd; c.NetworkPrefix = prefix })
+	td, _, _, _ := startInNetNS(t, "gn")
 	c := td.Local
 	ctx := ctxT(t, 6*time.Minute)
 	cleanupInstances(t, c, "default")

@@ -23,13 +23,7 @@ import (
 // tap, the tap exists on the network's bridge in the namespace, another project's network is
 // refused, and deleting the instance removes the tap.
 func TestInstanceNICs(t *testing.T) {
-	needVM(t)
-	nettest.RequireRoot(t)
-	ns := nettest.NewNS(t, "ni")
-	prefix := "i" + nettest.Suffix()[:3]
-	t.Cleanup(networks.UseNetNS(prefix, ns.Path()))
-	sd := stateDir(t)
-	td := dt.Start(t, func(c *daemon.Config) { c.StateDir = sd; c.NetworkPrefix = prefix })
+	td, ns, sd, prefix := startInNetNS(t, "ni")
 	c := td.Local
 	ctx := ctxT(t, 3*time.Minute)
 	cleanupInstances(t, c, "default", "other")
@@ -89,4 +83,18 @@ func TestInstanceNICs(t *testing.T) {
 	if out := ns.MustExec(t, "ip", "-o", "link", "show"); strings.Contains(out, nic.Tap+":") || strings.Contains(out, nic.Tap+"@") {
 		t.Fatalf("tap %s left after delete: %s", nic.Tap, out)
 	}
+}
+
+// startInNetNS starts a daemon (needs a VM host and root) whose network subsystem works in a
+// fresh test namespace named after tag, with a unique network prefix.
+func startInNetNS(t *testing.T, tag string) (td *dt.Daemon, ns nettest.NS, sd, prefix string) {
+	t.Helper()
+	needVM(t)
+	nettest.RequireRoot(t)
+	ns = nettest.NewNS(t, tag)
+	prefix = tag[:1] + nettest.Suffix()[:3]
+	t.Cleanup(networks.UseNetNS(prefix, ns.Path()))
+	sd = stateDir(t)
+	td = dt.Start(t, func(c *daemon.Config) { c.StateDir = sd; c.NetworkPrefix = prefix })
+	return td, ns, sd, prefix
 }
