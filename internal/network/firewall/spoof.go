@@ -3,6 +3,7 @@ package firewall
 import (
 	"net/netip"
 
+	"github.com/finvirt/finvirt/internal/network"
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
@@ -65,6 +66,7 @@ func (r *renderer) renderBridge(t *nftables.Table) {
 		// DHCP before the NIC has its address.
 		r.rule(ch, cat(etherType(ethTypeIP), nhCmp(expr.CmpOpEq, offSaddr, 4, []byte{0, 0, 0, 0}),
 			l4proto(unix.IPPROTO_UDP), dportEq(67), one(verdict(expr.VerdictReturn))), "dhcp")
+		r.renderNDGuard(ch, nic, drop)
 		if nic.Addr6.IsValid() {
 			r.rule(ch, cat(etherType(ethTypeIPv6), nhCmp(expr.CmpOpEq, 8, 16, nic.Addr6.AsSlice()), one(verdict(expr.VerdictReturn))), "")
 		}
@@ -104,4 +106,45 @@ func (r *renderer) renderNAT(t *nftables.Table) {
 	for _, p := range natNets {
 		r.rule(post, cat(ipInPrefix(offSaddr, p), ipLookup(offDaddr, subnets, true), one(&expr.Counter{}, &expr.Masq{})), "nat "+p.String())
 	}
+}
+
+// ICMPv6 neighbour discovery, at fixed offsets in the network header: a 40-byte IPv6 header
+// then the ICMPv6 message (ND carries no extension headers; RFC 6980 has nodes drop
+// fragmented ND).
+const (
+	ndNextHdr  = 6  // IPv6 next header: 58 = ICMPv6
+	ndType     = 40 // ICMPv6 type
+	ndTarget   = 48 // NS/NA target address (16 bytes)
+	ndOptType  = 64 // first option: 1 = source, 2 = target link-layer address
+	ndOptLLA   = 66 // the option's MAC (6 bytes)
+	icmp6RA    = 134
+	icmp6NS    = 135
+	icmp6NA    = 136
+	ndOptSLLA  = 1
+	ndOptTLLA  = 2
+	protoICMP6 = 58
+)
+
+func icmp6Type(t byte) []expr.Any {
+	return cat(etherType(ethTypeIPv6), nhCmp(expr.CmpOpEq, ndNextHdr, 1, []byte{protoICMP6}), nhCmp(expr.CmpOpEq, ndType, 1, []byte{t}))
+}
+
+// renderNDGuard drops neighbour discovery spoofing from a NIC: router advertisements (a
+// guest is never the router), NS/NA whose link-layer address option is not the NIC's MAC, and
+// NAs that claim a global target address other than the NIC's own (a guest announcing
+// another's address to take its traffic). Link-local targets pass: guests choose their
+// link-local addresses (EUI-64 or stable-privacy), and those do not route.
+func (r *renderer) renderNDGuard(ch *nftables.Chain, nic network.ResolvedNIC, drop func([]expr.Any, string)) {
+	drop(icmp6Type(icmp6RA), "rogue-ra")
+	drop(cat(icmp6Type(icmp6NS), nhCmp(expr.CmpOpEq, ndOptType, 1, []byte{ndOptSLLA}), nhCmp(expr.CmpOpNeq, ndOptLLA, 6, nic.HWAddr)), "spoofed-nd-lladdr")
+	drop(cat(icmp6Type(icmp6NA), nhCmp(expr.CmpOpEq, ndOptType, 1, []byte{ndOptTLLA}), nhCmp(expr.CmpOpNeq, ndOptLLA, 6, nic.HWAddr)), "spoofed-nd-lladdr")
+	ll := netip.MustParseAddr("fe80::").AsSlice()
+	notLinkLocal := []expr.Any{payload(expr.PayloadBaseNetworkHeader, ndTarget, 2),
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 2, Mask: []byte{0xff, 0xc0}, Xor: []byte{0, 0}},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ll[:2]}}
+	target := cat(icmp6Type(icmp6NA), notLinkLocal)
+	if nic.Addr6.IsValid() {
+		target = cat(target, nhCmp(expr.CmpOpNeq, ndTarget, 16, nic.Addr6.AsSlice()))
+	}
+	drop(target, "spoofed-nd-target")
 }
