@@ -56,17 +56,7 @@ func TestNDSpoofing(t *testing.T) {
 	if _, err := h.M.CreateNetwork(ctx, network.Network{Name: "nd", Subnet: "10.97.6.0/24", Subnet6: "fd00:97:6::/64"}); err != nil {
 		t.Fatal(err)
 	}
-	var eps []*nettest.Endpoint
-	for i, id := range []string{"nd1", "nd2"} {
-		v4 := []string{"10.97.6.10", "10.97.6.11"}[i]
-		v6 := []string{"fd00:97:6::10", "fd00:97:6::11"}[i]
-		ep := nettest.NewEndpoint(t, h.NS, id, network.DeriveMAC("nd", "vm", id), v4+"/24", "")
-		ep.NS.MustExec(t, "ip", "-6", "addr", "add", v6+"/64", "dev", "eth0", "nodad")
-		if _, err := h.M.AttachNIC(ctx, network.NIC{ID: id, Instance: "vm", Network: "nd", IP: v4, IP6: v6, HostLink: ep.HostLink}); err != nil {
-			t.Fatal(err)
-		}
-		eps = append(eps, ep)
-	}
+	eps := dualStackNICs(t, h, "nd", [][3]string{{"nd1", "10.97.6.10", "fd00:97:6::10"}, {"nd2", "10.97.6.11", "fd00:97:6::11"}})
 	attacker, victim := eps[0], eps[1]
 	victimIP := netip.MustParseAddr("fd00:97:6::11")
 	// The gateway (host side) learns the victim's MAC: the host may open connections to NICs.
