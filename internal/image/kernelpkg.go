@@ -75,6 +75,9 @@ func ResolveKernelPackage(ctx context.Context, name string) (KernelPackage, erro
 // downloading and unpacking it first when it is not there yet. A failed or interrupted fetch
 // leaves only a .tmp-* directory, removed by the next fetch.
 func FetchKernelPackage(ctx context.Context, k KernelPackage, cacheDir string, progress Progress) (string, error) {
+	if progress == nil {
+		progress = func(int, string) {}
+	}
 	dir := filepath.Join(cacheDir, k.dirName())
 	if _, err := FindKernel(dir); err == nil {
 		return dir, nil
@@ -92,20 +95,20 @@ func FetchKernelPackage(ctx context.Context, k KernelPackage, cacheDir string, p
 		return "", err
 	}
 	defer os.RemoveAll(tmp)
-	report(progress, 5, "downloading "+k.Name+" "+k.Version)
+	progress(5, "downloading "+k.Name+" "+k.Version)
 	dl := exec.CommandContext(ctx, "apt-get", "download", "-q", k.Name+"="+k.Version)
 	dl.Dir = tmp
 	if out, err := dl.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("apt-get download %s=%s: %v: %s", k.Name, k.Version, err, lastLine(out))
+		return "", fmt.Errorf("apt-get download %s=%s: %v: %s", k.Name, k.Version, err, strings.TrimSpace(tail(out, 300)))
 	}
 	debs, _ := filepath.Glob(filepath.Join(tmp, "*.deb"))
 	if len(debs) != 1 {
 		return "", fmt.Errorf("apt-get download %s left %d .deb files, want 1", k.Name, len(debs))
 	}
-	report(progress, 25, "unpacking "+filepath.Base(debs[0]))
+	progress(25, "unpacking "+filepath.Base(debs[0]))
 	root := filepath.Join(tmp, "root")
 	if out, err := exec.CommandContext(ctx, "dpkg-deb", "-x", debs[0], root).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("dpkg-deb -x %s: %v: %s", filepath.Base(debs[0]), err, lastLine(out))
+		return "", fmt.Errorf("dpkg-deb -x %s: %v: %s", filepath.Base(debs[0]), err, strings.TrimSpace(tail(out, 300)))
 	}
 	if _, err := FindKernel(root); err != nil {
 		return "", fmt.Errorf("package %s holds no kernel: %w", k.Name, err)
@@ -117,18 +120,4 @@ func FetchKernelPackage(ctx context.Context, k KernelPackage, cacheDir string, p
 		return "", err
 	}
 	return dir, nil
-}
-
-func report(p Progress, pct int, msg string) {
-	if p != nil {
-		p(pct, msg)
-	}
-}
-
-func lastLine(b []byte) string {
-	s := strings.TrimSpace(string(b))
-	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
-		s = s[i+1:]
-	}
-	return s
 }

@@ -3,30 +3,24 @@ package qemu
 import (
 	"fmt"
 	"os"
-	"runtime"
 	"unsafe"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/finvirt/finvirt/internal/network"
 )
 
 // openTap opens the existing tap device name inside the network namespace at nsPath and
 // returns the queue's file, for QEMU's -netdev tap,fd=N. The flags match how the network
 // layer creates taps (no packet info, virtio-net header), so QEMU uses the vnet header as it
-// would when opening the tap by name. The switch into the namespace happens on a locked
-// thread of a goroutine of its own, which is thrown away if switching back fails, so no
-// other goroutine ever runs in the wrong namespace; the file stays bound to the device
-// after the thread leaves.
+// would when opening the tap by name. network.NetNS.Do switches a locked thread into the
+// namespace; the file stays bound to the device after the thread leaves.
 func openTap(nsPath, name string) (*os.File, error) {
-	target, err := netns.GetFromPath(nsPath)
-	if err != nil {
-		return nil, fmt.Errorf("tap %s: open network namespace %s: %w", name, nsPath, err)
-	}
-	defer target.Close()
+	ns := network.NetNS{Path: nsPath}
 	// TUNSETIFF on a name that does not exist would create a new, unbridged tap and the guest
 	// would boot cut off: the tap must already be there, made by the network layer.
-	h, err := netlink.NewHandleAt(target)
+	h, err := ns.Netlink()
 	if err != nil {
 		return nil, fmt.Errorf("tap %s: netlink in %s: %w", name, nsPath, err)
 	}
@@ -38,35 +32,15 @@ func openTap(nsPath, name string) (*os.File, error) {
 	if t, ok := l.(*netlink.Tuntap); !ok || t.Mode != netlink.TUNTAP_MODE_TAP {
 		return nil, fmt.Errorf("%s in network namespace %s is a %s device, not a tap", name, nsPath, l.Type())
 	}
-	type result struct {
-		f   *os.File
-		err error
+	var f *os.File
+	err = ns.Do(func() (err error) {
+		f, err = tunAttach(name)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tap %s in %s: %w", name, nsPath, err)
 	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("enter network namespace %s: %w", nsPath, err)}
-			return
-		}
-		f, err := tunAttach(name)
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		ch <- result{f, err}
-	}()
-	r := <-ch
-	if r.err != nil {
-		return nil, fmt.Errorf("tap %s in %s: %w", name, nsPath, r.err)
-	}
-	return r.f, nil
+	return f, nil
 }
 
 // tunAttach attaches a new file to the tap device name of the current namespace.

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/finvirt/finvirt/api"
@@ -19,11 +18,6 @@ import (
 // 101 Switching Protocols the connection is a raw byte stream to and from the
 // guest's serial port (no framing, so no dependency and any client can speak it).
 const ConsoleUpgrade = "finvirt-console"
-
-// consoleHolders records who holds each instance's interactive console: QEMU's
-// chardev socket takes one client, and two people typing into one shell is a
-// mistake a bank wants refused by name rather than silently interleaved.
-var consoleHolders sync.Map // project/name -> identity
 
 func (s *Subsystem) handleConsoleAttach(d *daemon.Daemon, w http.ResponseWriter, r *http.Request, rq *daemon.Request) error {
 	project, name := rq.Project(), r.PathValue("name")
@@ -47,10 +41,10 @@ func (s *Subsystem) handleConsoleAttach(d *daemon.Daemon, w http.ResponseWriter,
 		return daemon.Conflict("instance %s in project %s: its VM is %s: start it ('finvirt start %s%s') before attaching its console", name, project, state, name, projectFlag(project))
 	}
 	key := project + "/" + name
-	if holder, busy := consoleHolders.LoadOrStore(key, rq.Identity()); busy {
+	if holder, busy := s.consoles.LoadOrStore(key, rq.Identity()); busy {
 		return daemon.Conflict("the console of instance %s is held by %s: wait for them to detach (the log stays readable: 'finvirt console %s --show-log --follow%s')", name, holder, name, projectFlag(project))
 	}
-	defer consoleHolders.Delete(key)
+	defer s.consoles.Delete(key)
 	guest, err := net.Dial("unix", info.ConsoleSocket)
 	if err != nil {
 		return daemon.Conflict("instance %s: its console socket cannot be reached (%v)", name, err)

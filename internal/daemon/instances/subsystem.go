@@ -60,6 +60,10 @@ type Subsystem struct {
 	busy   map[string]string        // instance key -> what is running on it
 	agents map[string]*agent.Client // instance id -> connected agent client
 	dials  map[string]*sync.Mutex   // instance id -> dial lock
+	// consoles records who holds each instance's interactive console (project/name ->
+	// identity): QEMU's chardev socket takes one client, and two people typing into one
+	// shell is a mistake a bank wants refused by name rather than silently interleaved.
+	consoles sync.Map
 
 	ready   chan struct{} // closed when the background start (probe, driver, re-attach) ended
 	initErr error
