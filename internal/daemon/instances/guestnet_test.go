@@ -10,7 +10,7 @@ import (
 
 // TestGuestNetworkIsolation boots three appliances on real guest NICs: pay1 and pay2 on
 // network payments, clm1 on network claims, whose only way into payments is the pay-api ACL
-// (tcp/8080 from network claims). From inside the guests (busybox ping and wget over
+// (tcp/8080 from network claims). From inside the guests (busybox ping and nc to busybox httpd over
 // virtio-net): inside payments everything passes; from claims only tcp/8080 reaches pay2,
 // ping and tcp/9090 do not; nothing from payments reaches claims. The network subsystem works
 // in a test namespace, so the QEMU driver opens each tap there and QEMU inherits the fd.
